@@ -1,0 +1,119 @@
+"""The training script: IDX reading, errors, a CPU smoke run and real learning."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torch_MNIST
+from conftest import SRC, synthetic_digits, write_idx, write_mnist
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gz"])
+def test_idx_round_trip(tmp_path, compress):
+    images, labels = synthetic_digits(20)
+    image_path = write_idx(tmp_path / "images-idx3-ubyte", images, compress)
+    label_path = write_idx(tmp_path / "labels-idx1-ubyte", labels, compress)
+    assert torch.equal(torch_MNIST.read_idx(image_path), images)
+    assert torch.equal(torch_MNIST.read_idx(label_path), labels)
+
+
+def test_truncated_file_is_reported(tmp_path):
+    path = write_idx(tmp_path / "x-idx3-ubyte", synthetic_digits(4)[0])
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(torch_MNIST.DataError, match="truncated or corrupt"):
+        torch_MNIST.read_idx(path)
+
+
+def test_bad_magic_is_reported(tmp_path):
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x0d\x03" + bytes(20))  # 0x0d: float data, not MNIST
+    with pytest.raises(torch_MNIST.DataError, match="not an unsigned-byte IDX file"):
+        torch_MNIST.read_idx(path)
+
+
+def test_short_and_damaged_files_are_reported(tmp_path):
+    short = tmp_path / "short"
+    short.write_bytes(b"\x00\x00")
+    with pytest.raises(torch_MNIST.DataError, match="too short"):
+        torch_MNIST.read_idx(short)
+    damaged = tmp_path / "damaged.gz"
+    damaged.write_bytes(b"\x1f\x8b" + bytes(30))
+    with pytest.raises(torch_MNIST.DataError, match="damaged gzip"):
+        torch_MNIST.read_idx(damaged)
+
+
+def test_label_count_must_match(tmp_path):
+    images, labels = synthetic_digits(10)
+    write_mnist(tmp_path, {"train": images, "test": images}, {"train": labels[:9], "test": labels})
+    with pytest.raises(torch_MNIST.DataError, match="10 images but labels"):
+        torch_MNIST.load_split(tmp_path, "train")
+
+
+def test_corrupt_data_exits_with_one_sentence(tmp_path):
+    images, labels = synthetic_digits(10)
+    write_mnist(tmp_path, {"train": images, "test": images}, {"train": labels, "test": labels})
+    broken = tmp_path / "train-images-idx3-ubyte"
+    broken.write_bytes(broken.read_bytes()[:100])
+    result = subprocess.run(
+        [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", str(tmp_path), "--epochs", "1"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "truncated or corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_names_the_fix(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert "fetch-data" in result.stderr
+
+
+def test_help_states_defaults():
+    result = subprocess.run([sys.executable, str(SRC / "torch_MNIST.py"), "--help"], capture_output=True, text=True, check=True)
+    for flag in ("--data-dir", "--epochs", "--batch-size", "--lr", "--gamma", "--save-model", "--metrics", "--amp"):
+        assert flag in result.stdout
+    assert "(default: 14)" in result.stdout and "(default: 64)" in result.stdout
+
+
+def test_one_epoch_cpu_smoke_run(small_mnist, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    metrics = tmp_path / "out" / "metrics.json"
+    code = torch_MNIST.main(
+        ["--data-dir", str(small_mnist), "--epochs", "1", "--device", "cpu", "--save-model", "--metrics", str(metrics)]
+    )
+    assert code == 0
+    state = torch.load(tmp_path / "mnist_cnn.pt", weights_only=True)
+    assert state["fc2.weight"].shape == (10, 128)
+    report = json.loads(metrics.read_text())
+    assert report["device"] == "cpu" and report["torch_version"] == torch.__version__
+    assert report["config"]["epochs"] == 1 and len(report["epochs"]) == 1
+    assert report["epochs"][0]["train_samples_per_second"] > 0
+    assert 0.0 <= report["final_test_accuracy"] <= 1.0
+
+
+def test_learns_real_handwriting(tmp_path, monkeypatch):
+    """scikit-learn's bundled 8x8 digits, upsampled to 28x28, must reach 95% accuracy."""
+    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn is not installed")
+    digits = datasets.load_digits()
+    pixels = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1)  # values 0..16
+    images = F.interpolate(pixels, size=(20, 20), mode="bilinear", align_corners=False)
+    images = F.pad(images, (4, 4, 4, 4)).squeeze(1)  # MNIST centres digits in a 20x20 box
+    images = (images * (255.0 / 16.0)).clamp(0, 255).round().to(torch.uint8)
+    labels = torch.tensor(digits.target, dtype=torch.uint8)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    train, test = order[:1500], order[1500:]
+    write_mnist(tmp_path, {"train": images[train], "test": images[test]}, {"train": labels[train], "test": labels[test]})
+    metrics = tmp_path / "metrics.json"
+    monkeypatch.chdir(tmp_path)
+    assert torch_MNIST.main(["--data-dir", str(tmp_path), "--epochs", "4", "--device", "cpu", "--metrics", str(metrics)]) == 0
+    accuracy = json.loads(metrics.read_text())["final_test_accuracy"]
+    assert accuracy >= 0.95, f"test accuracy {accuracy:.3f} on sklearn digits is below 0.95"
