@@ -78,7 +78,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=config["url"], help="where to download from (default: pixi.toml's)")
     parser.add_argument("--sha256", default=config.get("sha256", ""), help="expected checksum (default: pixi.toml's)")
-    parser.add_argument("--output", type=Path, default=Path(config["archive"]), help="archive path (default: %(default)s)")
+    parser.add_argument(
+        "--output", type=Path, default=Path(config["archive"]), help="archive path (default: %(default)s)"
+    )
     parser.add_argument("--extract", type=Path, default=None, help="also extract into this directory")
     args = parser.parse_args(argv)
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import tarfile
 
-import fetch_data
 import pytest
+
+import fetch_data
 
 
 @pytest.fixture

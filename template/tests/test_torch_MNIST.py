@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+
 import torch_MNIST
 from conftest import SRC, synthetic_digits, write_idx, write_mnist
 
@@ -61,7 +62,9 @@ def test_corrupt_data_exits_with_one_sentence(tmp_path):
     broken.write_bytes(broken.read_bytes()[:100])
     result = subprocess.run(
         [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", str(tmp_path), "--epochs", "1"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "truncated or corrupt" in result.stderr
@@ -71,14 +74,18 @@ def test_corrupt_data_exits_with_one_sentence(tmp_path):
 def test_missing_data_names_the_fix(tmp_path):
     result = subprocess.run(
         [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert "fetch-data" in result.stderr
 
 
 def test_help_states_defaults():
-    result = subprocess.run([sys.executable, str(SRC / "torch_MNIST.py"), "--help"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, str(SRC / "torch_MNIST.py"), "--help"], capture_output=True, text=True, check=True
+    )
     for flag in ("--data-dir", "--epochs", "--batch-size", "--lr", "--gamma", "--save-model", "--metrics", "--amp"):
         assert flag in result.stdout
     assert "(default: 14)" in result.stdout and "(default: 64)" in result.stdout
@@ -111,9 +118,14 @@ def test_learns_real_handwriting(tmp_path, monkeypatch):
     labels = torch.tensor(digits.target, dtype=torch.uint8)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     train, test = order[:1500], order[1500:]
-    write_mnist(tmp_path, {"train": images[train], "test": images[test]}, {"train": labels[train], "test": labels[test]})
+    write_mnist(
+        tmp_path, {"train": images[train], "test": images[test]}, {"train": labels[train], "test": labels[test]}
+    )
     metrics = tmp_path / "metrics.json"
     monkeypatch.chdir(tmp_path)
-    assert torch_MNIST.main(["--data-dir", str(tmp_path), "--epochs", "4", "--device", "cpu", "--metrics", str(metrics)]) == 0
+    assert (
+        torch_MNIST.main(["--data-dir", str(tmp_path), "--epochs", "4", "--device", "cpu", "--metrics", str(metrics)])
+        == 0
+    )
     accuracy = json.loads(metrics.read_text())["final_test_accuracy"]
     assert accuracy >= 0.95, f"test accuracy {accuracy:.3f} on sklearn digits is below 0.95"

