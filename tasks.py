@@ -1,0 +1,84 @@
+"""Maintainer tasks for the template itself (not the generated project's tasks.py).
+
+invoke render --preset everything     # render into build/everything
+invoke check build/everything         # every consuming tool, one line per file
+invoke release 1.2.0                  # tag what `copier update` will offer
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from invoke import Exit, task
+
+from maintainer.checks import CHECKS, run_checks
+from maintainer.render import ROOT, load_answers, preset_names, render_fresh
+
+BUILD = ROOT / "build"
+
+
+@task(
+    help={
+        "preset": f"answer preset: {', '.join(preset_names())} (default: defaults)",
+        "answers": "a YAML answers file instead of a preset (e.g. a project's .copier-answers.yml)",
+        "output": "destination directory (default: build/<preset or file stem>)",
+    }
+)
+def render(c, preset: str = "defaults", answers: str = "", output: str = ""):
+    """Render the template (working tree, uncommitted edits included) into build/."""
+    source = answers or preset
+    try:
+        data = load_answers(source)
+    except FileNotFoundError as error:
+        raise Exit(str(error)) from None
+    destination = Path(output) if output else BUILD / Path(source).stem.lstrip(".")
+    started = time.perf_counter()
+    try:
+        render_fresh(destination, data)
+    except ValueError as error:  # copier's validators speak in sentences
+        raise Exit(f"the answers were rejected: {error}") from None
+    print(f"rendered {destination} in {time.perf_counter() - started:.2f} s")
+
+
+@task(
+    help={
+        "path": "a rendered project (default: build/defaults)",
+        "only": f"run only these checks, comma-separated: {', '.join(CHECKS)}",
+    }
+)
+def check(c, path: str = "", only: str = ""):
+    """Check a rendered project with every consuming tool; one line per file and tool."""
+    project = Path(path) if path else BUILD / "defaults"
+    if not (project / "pixi.toml").is_file():
+        raise Exit(f"{project} is not a rendered project; run `invoke render` first.")
+    names = [n.strip() for n in only.split(",") if n.strip()] or None
+    unknown = set(names or []) - set(CHECKS)
+    if unknown:
+        raise Exit(f"unknown check(s) {', '.join(sorted(unknown))}; choose from {', '.join(CHECKS)}.")
+    findings = run_checks(project, names)
+    for finding in findings:
+        print(finding.line())
+    failed = [f for f in findings if not f.ok and not f.skipped]
+    skipped = [f for f in findings if f.skipped]
+    print(f"{len(findings) - len(failed) - len(skipped)} ok, {len(failed)} failed, {len(skipped)} skipped")
+    if failed:
+        raise Exit(f"{len(failed)} check(s) failed in {project}.")
+
+
+@task(help={"version": "the version to tag, e.g. 1.2.0", "push": "also push the tag to origin"})
+def release(c, version: str, push: bool = False):
+    """Tag the template version that `copier update` will offer (vX.Y.Z)."""
+    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", version):
+        raise Exit(f"'{version}' is not a version like 1.2.0.")
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True)
+    if status.stdout.strip():
+        raise Exit("the working tree has uncommitted changes; commit them before tagging a release.")
+    result = c.run(f"git tag -a v{version} -m 'Template release {version}'", warn=True)
+    if not result.ok:
+        raise Exit(f"could not create the tag v{version} (does it exist already?).")
+    if push:
+        c.run(f"git push origin v{version}")
+    print(f"tagged v{version}; projects get it with `copier update`")
