@@ -190,9 +190,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="quickly check a single pass")
     parser.add_argument("--save-model", action="store_true", help="save the trained model as mnist_cnn.pt")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX)")
     parser.add_argument("--compile", action="store_true", help="compile the model with torch.compile (CUDA only)")
-    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA only)")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     parser.add_argument("--deterministic", action="store_true", help="deterministic algorithms, slower")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--metrics", type=Path, default=None, help="write a JSON file of config and per-epoch results")
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
         device = pick_device(args.device)
         t_load = time.perf_counter()
         on_cuda = device.type == "cuda"
-        channels_last = args.channels_last and on_cuda
+        channels_last = args.channels_last
         train_x, train_y = to_device(*load_split(args.data_dir, "train"), device, channels_last)
         test_x, test_y = to_device(*load_split(args.data_dir, "test"), device, channels_last)
         synchronize(device)
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args.gamma)
 
     def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp and on_cuda)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp)
 
     print(
         f"device {device}, torch {torch.__version__}, {train_x.shape[0]} train / {test_x.shape[0]} test "

@@ -1,0 +1,191 @@
+"""Benchmark: the lesson's MNIST training loop against the template's, same model, same data.
+
+(a) lesson: a Dataset of per-sample tensors normalised one image at a time, a DataLoader
+    (batch 64, shuffled), `loss.item()` every 10 batches, evaluation through a DataLoader.
+(b) template: src/torch_MNIST.py's loop, the whole split normalised once and resident on
+    the device, batches drawn with torch.randperm, evaluation under inference_mode.
+
+Prints training samples/s for each, the ratio, and the test accuracy of each.
+Data: real handwriting by default (scikit-learn's 8x8 digits upsampled to MNIST's 28x28,
+with random shifts to reach --samples images), or real MNIST with --mnist DIR.
+
+    python bench/bench_training.py                      # CPU, tuned settings for (b)
+    python bench/bench_training.py --mnist data --epochs 1 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "template" / "src"))
+import torch_MNIST  # noqa: E402  (the template's training code, as every project gets it)
+
+
+def digits_as_mnist(samples: int, seed: int = 0):
+    """sklearn's bundled handwriting as 28x28 uint8 images, shifted copies up to ``samples``."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1)
+    images = F.pad(F.interpolate(pixels, size=(20, 20), mode="bilinear", align_corners=False), (4, 4, 4, 4))
+    images = (images.squeeze(1) * (255.0 / 16.0)).clamp(0, 255).round().to(torch.uint8)
+    labels = torch.tensor(digits.target, dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=generator)
+    test_index, train_index = order[:400], order[400:]
+    reps = -(-samples // len(train_index))
+    train_images = images[train_index].repeat(reps, 1, 1)[:samples]
+    shifts = torch.randint(-2, 3, (samples, 2), generator=generator)
+    for i, (dy, dx) in enumerate(shifts.tolist()):  # augmentation, done once up front
+        train_images[i] = torch.roll(train_images[i], shifts=(dy, dx), dims=(0, 1))
+    train_labels = labels[train_index].repeat(reps)[:samples]
+    return (train_images, train_labels), (images[test_index], labels[test_index])
+
+
+class PerSampleDataset(Dataset):
+    """What torchvision's MNIST + ToTensor + Normalize do: one image at a time."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        image = self.images[index].float().div(255.0).unsqueeze(0)
+        return (image - torch_MNIST.MNIST_MEAN) / torch_MNIST.MNIST_STD, int(self.labels[index])
+
+
+def lesson_epoch(model, optimizer, loader, device):
+    model.train()
+    for batch_idx, (data, target) in enumerate(loader):
+        data, target = data.to(device), target.to(device)
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(data), target)
+        loss.backward()
+        optimizer.step()
+        if batch_idx % 10 == 0:
+            loss.item()  # the lesson logs (and so synchronises) every 10 batches
+
+
+def lesson_accuracy(model, loader, device):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for data, target in loader:
+            data, target = data.to(device), target.to(device)
+            correct += model(data).argmax(dim=1).eq(target).sum().item()
+    return correct / len(loader.dataset)
+
+
+def timed(device, fn):
+    torch_MNIST.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    torch_MNIST.synchronize(device)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist", type=Path, help="directory with real MNIST IDX files (default: sklearn digits)")
+    parser.add_argument("--samples", type=int, default=12000, help="training images from sklearn digits (12000)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs for each loop (2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto)")
+    parser.add_argument("--batch-size", type=int, default=64, help="batch size of the template loop (64)")
+    parser.add_argument("--no-amp", action="store_true", help="template loop without bf16 autocast")
+    parser.add_argument("--no-channels-last", action="store_true", help="template loop without channels_last")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    device = torch_MNIST.pick_device(args.device)
+
+    if args.mnist:
+        train = torch_MNIST.load_split(args.mnist, "train")
+        test = torch_MNIST.load_split(args.mnist, "test")
+        source = f"MNIST from {args.mnist}"
+    else:
+        train, test = digits_as_mnist(args.samples)
+        source = f"sklearn digits as 28x28 ({args.samples} train, {len(test[1])} test)"
+    n_train = len(train[1])
+
+    # (a) the lesson's loop
+    torch.manual_seed(1)
+    model = torch_MNIST.Net().to(device)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    train_loader = DataLoader(PerSampleDataset(*train), batch_size=64, shuffle=True)
+    test_loader = DataLoader(PerSampleDataset(*test), batch_size=1000)
+    lesson_seconds = 0.0
+    for _ in range(args.epochs):
+        lesson_seconds += timed(device, lambda: lesson_epoch(model, optimizer, train_loader, device))
+        scheduler.step()
+    lesson_acc = lesson_accuracy(model, test_loader, device)
+
+    # (b) the template's loop
+    torch.manual_seed(1)
+    channels_last = not args.no_channels_last
+    amp = not args.no_amp
+    t0 = time.perf_counter()
+    train_x, train_y = torch_MNIST.to_device(*train, device, channels_last)
+    test_x, test_y = torch_MNIST.to_device(*test, device, channels_last)
+    torch_MNIST.synchronize(device)
+    load_seconds = time.perf_counter() - t0
+    model = torch_MNIST.Net().to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+
+    new_seconds = 0.0
+    for _ in range(args.epochs):
+        new_seconds += timed(
+            device, lambda: torch_MNIST.train_epoch(model, optimizer, train_x, train_y, args.batch_size, autocast)
+        )
+        scheduler.step()
+    _, new_acc = torch_MNIST.evaluate(model, test_x, test_y, 1000, autocast)
+
+    lesson_rate = args.epochs * n_train / lesson_seconds
+    new_rate = args.epochs * n_train / new_seconds
+    results = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "data": source,
+        "epochs": args.epochs,
+        "lesson": {"batch_size": 64, "samples_per_second": lesson_rate, "test_accuracy": lesson_acc},
+        "template": {
+            "batch_size": args.batch_size,
+            "bf16_autocast": amp,
+            "channels_last": channels_last,
+            "samples_per_second": new_rate,
+            "test_accuracy": new_acc,
+            "load_seconds": load_seconds,
+        },
+        "ratio": new_rate / lesson_rate,
+    }
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {source}")
+    print(f"lesson loop   (DataLoader, batch 64):          {lesson_rate:9,.0f} samples/s, accuracy {lesson_acc:.4f}")
+    print(
+        f"template loop (on-device, batch {args.batch_size}, bf16={amp}, channels_last={channels_last}): "
+        f"{new_rate:9,.0f} samples/s, accuracy {new_acc:.4f}"
+    )
+    print(f"ratio: {results['ratio']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
