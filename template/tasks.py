@@ -273,10 +273,17 @@ def _progress(chunk: dict, state: dict) -> None:
         "pixi_image": "base image of the build stage (default: the pinned pixi image)",
         "runtime_image": "base image of the runtime stage (default: the Dockerfile's)",
         "no_cache": "rebuild every layer",
+        "network": "network for RUN steps, e.g. host (default: the engine's)",
     },
 )
 def build_image(
-    c, environment: str = "", platform: str = "", pixi_image: str = "", runtime_image: str = "", no_cache: bool = False
+    c,
+    environment: str = "",
+    platform: str = "",
+    pixi_image: str = "",
+    runtime_image: str = "",
+    no_cache: bool = False,
+    network: str = "",
 ):
     """Build the Docker image, tagged latest, the git short SHA and the lock digest."""
     s = settings_of(c)
@@ -311,6 +318,7 @@ def build_image(
         rm=True,
         forcerm=True,  # a failed step leaves no intermediate containers behind
         nocache=no_cache,
+        network_mode=network or None,
         decode=True,
     )
     for chunk in stream:

@@ -1,0 +1,208 @@
+"""Services the tests start and stop themselves: a Docker engine, a registry, a base image.
+
+Each helper raises ``Unavailable`` (turned into a pytest skip with its reason) when the
+package it needs is not installed; `.ci/install` installs them all, so CI skips nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+
+STAND_INS = Path(__file__).resolve().parent / "stand-ins"
+BASE_IMAGE = "rmt-test-base:bookworm"
+
+
+class Unavailable(Exception):
+    """A service's package is missing; the message says which and how to install it."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise RuntimeError(f"{what} did not come up within {timeout:.0f} s\n{tail}")
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    return sorted((p for p in points if p.startswith(str(path))), key=len, reverse=True)
+
+
+@contextlib.contextmanager
+def docker_engine(workdir: Path):
+    """A private dockerd (own socket, data and exec roots, no bridge or iptables)."""
+    dockerd = shutil.which("dockerd")
+    if dockerd is None:
+        raise Unavailable("dockerd is not installed (apt-get install docker.io)")
+    if os.geteuid() != 0:
+        raise Unavailable("dockerd needs root here")
+    import docker
+
+    root = workdir / "docker"
+    exec_root = Path(f"/run/rmt-docker-{os.getpid()}")  # short: unix socket paths are limited
+    for path in (root / "data", exec_root):
+        path.mkdir(parents=True, exist_ok=True)
+    socket_path = exec_root / "docker.sock"
+    log = root / "dockerd.log"
+    argv = [
+        dockerd,
+        f"--data-root={root / 'data'}",
+        f"--exec-root={exec_root}",
+        f"--pidfile={exec_root / 'docker.pid'}",
+        f"--host=unix://{socket_path}",
+        "--storage-driver=overlay2",
+        "--iptables=false",
+        "--ip-forward=false",
+        "--ip-masq=false",
+        "--bridge=none",
+    ]
+    clients = []
+
+    def answers():
+        # The client asks for the API version on creation, so create it once dockerd answers.
+        clients.append(docker.DockerClient(base_url=f"unix://{socket_path}", timeout=900))
+        return clients[-1].ping()
+
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:  # from here on, any failure (start-up included) stops the engine and unmounts
+        wait_for(answers, 60, "dockerd", log)
+        yield clients[-1], f"unix://{socket_path}"
+    finally:
+        with contextlib.suppress(Exception):
+            for container in clients[-1].containers.list(all=True):
+                container.remove(force=True)
+        for client in clients:
+            client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        # The engine leaves its network namespace and its data-root bind mount behind.
+        for point in _mounts_under(exec_root) + _mounts_under(root):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        shutil.rmtree(exec_root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def registry(workdir: Path):
+    """Debian's docker-registry serving on 127.0.0.1:<free port>, storage under workdir."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise Unavailable("docker-registry is not installed (apt-get install docker-registry)")
+    port = free_port()
+    root = workdir / f"registry-{port}"
+    (root / "storage").mkdir(parents=True)
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'storage'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = root / "registry.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT)
+    host = f"127.0.0.1:{port}"
+
+    def answers():
+        with urllib.request.urlopen(f"http://{host}/v2/", timeout=2) as response:
+            return response.status == 200
+
+    try:
+        wait_for(answers, 30, "docker-registry", log)
+        yield host, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def registry_tags(host: str, repository: str) -> list[str]:
+    import json
+
+    with urllib.request.urlopen(f"http://{host}/v2/{repository}/tags/list", timeout=10) as response:
+        return sorted(json.load(response).get("tags") or [])
+
+
+def apt_mirror() -> str:
+    """The Debian mirror this machine's apt uses (read at run time, never hard-coded)."""
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]
+    sources += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    for path in sources:
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        for stanza in re.split(r"\n\s*\n", text):
+            if re.search(r"^Suites:.*\bbookworm\b", stanza, re.M) and "security" not in stanza:
+                match = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+                if match:
+                    return match.group(1)
+        match = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", text, re.M)
+        if match:
+            return match.group(1)
+    raise Unavailable("no Debian bookworm mirror found in /etc/apt/sources.list.d/ for debootstrap")
+
+
+def torch_wheel_site(target: Path) -> None:
+    """Install this machine's CPU torch (and its pure-Python needs) into ``target``."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(target), "torch==2.13.0"],
+        check=True,
+    )
+
+
+def build_base_image(client, workdir: Path) -> str:
+    """A local stand-in for the pixi base image: Debian minbase + python3 + CPU torch + pixi stand-in.
+
+    No image can be pulled here, so the Dockerfile's PIXI_IMAGE and RUNTIME_IMAGE build
+    args point at this image in the tests.
+    """
+    import docker
+
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.get(BASE_IMAGE)
+        return BASE_IMAGE
+    if shutil.which("debootstrap") is None:
+        raise Unavailable("debootstrap is not installed (apt-get install debootstrap)")
+    rootfs = workdir / "rootfs"
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", "--include=python3", "bookworm", str(rootfs), apt_mirror()],
+        check=True,
+        capture_output=True,
+    )
+    torch_wheel_site(rootfs / "usr" / "local" / "lib" / "python3.11" / "dist-packages")
+    shutil.copy2(STAND_INS / "pixi", rootfs / "usr" / "local" / "bin" / "pixi")
+    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        shutil.rmtree(rootfs / cache, ignore_errors=True)
+    archive = workdir / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(rootfs, arcname=".")
+    shutil.rmtree(rootfs, ignore_errors=True)
+    repository, tag = BASE_IMAGE.split(":")
+    client.api.import_image_from_file(str(archive), repository=repository, tag=tag)
+    archive.unlink()
+    return BASE_IMAGE

@@ -1,0 +1,209 @@
+"""The vendored Invoke suite against a real Docker engine and a real registry.
+
+The suite starts its own dockerd and Debian's docker-registry, builds a local base image
+with debootstrap (no image can be pulled here), and drives `invoke build-image`,
+`test-image` and `push-image` in a rendered project.
+
+Stood in for (absent here): pixi, inside the base image (tests/stand-ins/pixi). Docker,
+the registry, the Dockerfile, tasks.py and the training code are real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from maintainer.checks import read_manifest
+from maintainer.render import git, load_answers, render
+from tests.services import (
+    STAND_INS,
+    Unavailable,
+    build_base_image,
+    docker_engine,
+    registry,
+    registry_tags,
+)
+
+pytestmark = pytest.mark.engine
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    work = tmp_path_factory.mktemp("engine")
+    try:
+        context = docker_engine(work)
+        client, host = context.__enter__()
+    except Unavailable as error:
+        pytest.skip(str(error))
+    try:
+        started = time.perf_counter()
+        base = build_base_image(client, work)
+        TIMINGS["base image (debootstrap + torch + import)"] = time.perf_counter() - started
+        yield client, host, base
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def local_registry(tmp_path_factory):
+    try:
+        context = registry(tmp_path_factory.mktemp("registry"))
+        host, process = context.__enter__()
+    except Unavailable as error:
+        pytest.skip(str(error))
+    try:
+        yield host, process
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, local_registry):
+    host, _ = local_registry
+    answers = {**load_answers("defaults"), "container_registry": "custom", "registry_host": host}
+    path = render(tmp_path_factory.mktemp("project") / "study", answers)
+    git(path, "init", "-q", "-b", "main")
+    (path / "pixi.lock").write_text("placeholder, replaced by invoke lock\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "start")
+    return path
+
+
+def invoke(project, *args, docker_host="", log=None):
+    env = {
+        **os.environ,
+        "PATH": f"{STAND_INS}{os.pathsep}{os.environ['PATH']}",
+        "STANDIN_LOG": str(log or project / "standin.log"),
+    }
+    if docker_host:
+        env["DOCKER_HOST"] = docker_host
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def commit_all(project, message):
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", message)
+
+
+@pytest.fixture(scope="module")
+def built(engine, project):
+    """`invoke lock` then `invoke build-image` once, on the local base image."""
+    client, host, base = engine
+    lock = invoke(project, "lock")
+    assert lock.returncode == 0, lock.stderr
+    assert "pixi lock" in (project / "standin.log").read_text()
+    commit_all(project, "lock")
+    started = time.perf_counter()
+    result = invoke(
+        project, "build-image", "--pixi-image", base, "--runtime-image", base, "--network", "none", docker_host=host
+    )
+    TIMINGS["first build-image"] = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return result
+
+
+def image_of(project):
+    return read_manifest(project)["tool"]["invoke-tasks"]["image"]
+
+
+def short_sha(project):
+    return git(project, "rev-parse", "--short=7", "HEAD").strip()
+
+
+def test_build_image_tags_and_labels(engine, project, built):
+    client, _, _ = engine
+    assert "pixi stand-in: installing environment gpu" in built.stdout
+    settings = image_of(project)
+    image = client.images.get(f"{settings}:{short_sha(project)}")
+    tags = set(image.tags)
+    assert {f"{settings}:latest", f"{settings}:{short_sha(project)}"} <= tags
+    assert any(t.startswith(f"{settings}:lock-") for t in tags)
+    labels = image.labels
+    assert labels["org.opencontainers.image.revision"] == git(project, "rev-parse", "HEAD").strip()
+    assert len(labels["io.pixi.lock.sha256"]) == 64
+    assert not client.containers.list(all=True), "the build left containers behind"
+
+
+def test_source_edit_does_not_reinstall_the_environment(engine, project, built):
+    _, host, base = engine
+    source = project / "src" / "torch_MNIST.py"
+    source.write_text(source.read_text() + "\n# a researcher's edit\n")
+    commit_all(project, "edit the training code")
+    started = time.perf_counter()
+    result = invoke(
+        project, "build-image", "--pixi-image", base, "--runtime-image", base, "--network", "none", docker_host=host
+    )
+    TIMINGS["rebuild after a source edit"] = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    install_step = result.stdout.split("pixi install --locked")[1].split("Step")[0]
+    assert "Using cache" in install_step, "the environment layer was rebuilt"
+    assert "pixi stand-in: installing environment" not in result.stdout
+    assert f":{short_sha(project)}" in result.stdout
+
+
+def test_image_runs_as_non_root_without_home(engine, project, built):
+    _, host, _ = engine
+    result = invoke(project, "test-image", docker_host=host)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "CUDA available: False" in result.stdout
+    assert "epoch  1:" in result.stdout
+    assert "image tests passed" in result.stdout
+
+
+def test_push_image_to_registry(engine, project, built, local_registry):
+    _, host, _ = engine
+    registry_host, _ = local_registry
+    started = time.perf_counter()
+    result = invoke(project, "push-image", docker_host=host)
+    TIMINGS["push-image (3 tags)"] = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    repository = image_of(project).split("/", 1)[1]
+    tags = registry_tags(registry_host, repository)
+    assert "latest" in tags and short_sha(project) in tags
+    assert any(t.startswith("lock-") for t in tags)
+
+
+def test_push_refuses_a_dirty_tree(engine, project, built):
+    _, host, _ = engine
+    readme = project / "README.md"
+    original = readme.read_text()
+    readme.write_text(original + "\nuncommitted\n")
+    try:
+        result = invoke(project, "push-image", docker_host=host)
+    finally:
+        readme.write_text(original)
+    assert result.returncode != 0
+    assert "uncommitted changes" in result.stderr
+
+
+def test_missing_engine_is_one_sentence(project):
+    result = invoke(project, "build-image", docker_host="unix:///nonexistent/docker.sock")
+    assert result.returncode != 0
+    assert "no Docker engine answers" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_push_to_a_stopped_registry_fails(engine, project, built, local_registry):
+    _, host, _ = engine
+    _, process = local_registry
+    process.terminate()
+    process.wait(timeout=30)
+    result = invoke(project, "push-image", "--tag", "latest", docker_host=host)
+    assert result.returncode != 0
+    assert "failed" in result.stderr
+
+
+def test_report_timings(capsys):
+    """Prints the measured durations into the CI log (not a timing assertion)."""
+    if not TIMINGS:
+        pytest.skip("no engine test ran, so nothing was timed")
+    with capsys.disabled():
+        for what, seconds in TIMINGS.items():
+            print(f"\n  timing: {what}: {seconds:.1f} s", end="")
