@@ -206,3 +206,107 @@ def build_base_image(client, workdir: Path) -> str:
     client.api.import_image_from_file(str(archive), repository=repository, tag=tag)
     archive.unlink()
     return BASE_IMAGE
+
+
+@contextlib.contextmanager
+def slurm_cluster(workdir: Path):
+    """A one-node SLURM cluster on 127.0.0.1: munged, slurmctld and slurmd, config made here.
+
+    Yields the environment (SLURM_CONF) that every client command needs.
+    """
+    for binary, package in (("slurmctld", "slurm-wlm"), ("slurmd", "slurm-wlm"), ("munged", "munge")):
+        if shutil.which(binary) is None:
+            raise Unavailable(f"{binary} is not installed (apt-get install {package})")
+    if os.geteuid() != 0:
+        raise Unavailable("the local SLURM cluster needs root here")
+    root = workdir / "slurm"
+    for sub in ("state", "spool", "log"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen] = []
+    env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf")}
+    try:
+        # munged refuses to run as root with root's key: run it as the munge user.
+        munge_dir = Path("/run/munge")
+        munge_dir.mkdir(exist_ok=True)
+        shutil.chown(munge_dir, "munge", "munge")
+        if not Path("/etc/munge/munge.key").is_file():
+            subprocess.run(["runuser", "-u", "munge", "--", "mungekey", "--create"], check=True)
+        munge_log = root / "log" / "munged.log"
+        with munge_log.open("wb") as out:
+            processes.append(
+                subprocess.Popen(
+                    ["runuser", "-u", "munge", "--", "munged", "--foreground", "--force"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        wait_for(lambda: Path("/run/munge/munge.socket.2").exists(), 15, "munged", munge_log)
+
+        host = socket.gethostname().split(".")[0]
+        node = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
+        node_name = node.split()[0].split("=", 1)[1]
+        ctld_port, slurmd_port = free_port(), free_port()
+        (root / "gres.conf").write_text(f"NodeName={node_name} Name=gpu File=/dev/null\n")
+        (root / "slurm.conf").write_text(
+            "\n".join(
+                [
+                    "ClusterName=rmt-tests",
+                    f"SlurmctldHost={host}(127.0.0.1)",
+                    f"SlurmctldPort={ctld_port}",
+                    f"SlurmdPort={slurmd_port}",
+                    "AuthType=auth/munge",
+                    "SlurmUser=root",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core",
+                    "SchedulerParameters=batch_sched_delay=0",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "JobCompType=jobcomp/none",
+                    "MpiDefault=none",
+                    "ReturnToService=2",
+                    "MinJobAge=600",
+                    "GresTypes=gpu",
+                    f"StateSaveLocation={root / 'state'}",
+                    f"SlurmdSpoolDir={root / 'spool'}",
+                    f"SlurmctldPidFile={root / 'slurmctld.pid'}",
+                    f"SlurmdPidFile={root / 'slurmd.pid'}",
+                    f"SlurmctldLogFile={root / 'log' / 'slurmctld.log'}",
+                    f"SlurmdLogFile={root / 'log' / 'slurmd.log'}",
+                    f"{node} NodeAddr=127.0.0.1 Gres=gpu:1 State=UNKNOWN",
+                    "PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "PartitionName=cpu Nodes=ALL MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
+        for daemon in ("slurmctld", "slurmd"):
+            with (root / "log" / f"{daemon}.out").open("wb") as out:
+                processes.append(
+                    subprocess.Popen(
+                        [daemon, "-D", "-f", str(root / "slurm.conf")], env=env, stdout=out, stderr=subprocess.STDOUT
+                    )
+                )
+
+        def node_idle():
+            out = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout
+            return "idle" in out
+
+        wait_for(node_idle, 60, "slurmctld/slurmd", root / "log" / "slurmctld.log")
+        yield env
+    finally:
+        subprocess.run(["scancel", "--full", "--user=root"], env=env, capture_output=True, check=False)
+        with contextlib.suppress(RuntimeError):
+            wait_for(
+                lambda: not subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip(),
+                30,
+                "an empty queue",
+            )
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,97 @@
+"""`invoke submit-slurm` on a real single-node SLURM cluster that the suite starts and stops.
+
+The job runs the rendered slurm/train.sbatch with RUNNER=python (this machine's CPU torch
+stands where pixi's environment would be; pixi is absent here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from maintainer.render import load_answers, render
+from tests.project_helpers import write_data_tarball
+from tests.services import Unavailable, slurm_cluster, wait_for
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        context = slurm_cluster(tmp_path_factory.mktemp("slurm"))
+        env = context.__enter__()
+    except Unavailable as error:
+        pytest.skip(str(error))
+    try:
+        yield env
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    path = render(tmp_path_factory.mktemp("slurm-project") / "study", load_answers("apptainer-slurm"))
+    write_data_tarball(path)
+    return path
+
+
+# The template asks for 4 CPUs per job; this test node has 2.
+SMALL = ("--sbatch-option", "--cpus-per-task=1")
+
+
+def invoke(project, env, *args):
+    env = {**env, "RUNNER": "python", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=project, env=env, capture_output=True, text=True)
+
+
+def wait_until_done(project, env, job_id, timeout=180):
+    states = []
+
+    def finished():
+        result = invoke(project, env, "slurm-status", "--job", job_id)
+        states.append(result)
+        return re.search(r": (COMPLETED|FAILED|CANCELLED|TIMEOUT)", result.stdout)
+
+    wait_for(finished, timeout, f"job {job_id}")
+    return states[-1]
+
+
+def test_training_job_completes_and_returns_the_model(cluster, project):
+    started = time.perf_counter()
+    result = invoke(project, cluster, "submit-slurm", *SMALL, "--args", "--epochs 1 --device cpu")
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = re.search(r"job (\d+)", result.stdout).group(1)
+    status = wait_until_done(project, cluster, job_id)
+    turnaround = time.perf_counter() - started
+    log = project / "slurm" / f"train_{job_id}.out"
+    assert status.returncode == 0 and f"job {job_id}: COMPLETED" in status.stdout, status.stdout + log.read_text()
+    assert (project / f"mnist_cnn_{job_id}.pt").stat().st_size > 0
+    assert (project / f"metrics_{job_id}.json").is_file()
+    assert "epoch  1:" in log.read_text()
+    print(f"\n  timing: SLURM job turnaround (submit to COMPLETED): {turnaround:.1f} s")
+
+
+def test_failing_job_is_reported(cluster, project):
+    result = invoke(project, cluster, "submit-slurm", *SMALL, "--args", "--data-dir nowhere")
+    assert result.returncode == 0, result.stderr
+    job_id = re.search(r"job (\d+)", result.stdout).group(1)
+    status = wait_until_done(project, cluster, job_id)
+    assert status.returncode != 0
+    assert f"job {job_id} ended FAILED" in status.stderr
+
+
+def test_missing_data_submits_nothing(cluster, project, tmp_path):
+    bare = render(tmp_path / "bare", load_answers("apptainer-slurm"))
+    before = subprocess.run(["squeue", "-h"], env=cluster, capture_output=True, text=True).stdout
+    result = invoke(bare, cluster, "submit-slurm")
+    assert result.returncode != 0
+    assert "run `invoke fetch-data` first" in result.stderr
+    after = subprocess.run(["squeue", "-h"], env=cluster, capture_output=True, text=True).stdout
+    assert before == after
