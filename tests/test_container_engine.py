@@ -4,21 +4,28 @@ The suite starts its own dockerd and Debian's docker-registry, builds a local ba
 with debootstrap (no image can be pulled here), and drives `invoke build-image`,
 `test-image` and `push-image` in a rendered project.
 
-Stood in for (absent here): pixi, inside the base image (tests/stand-ins/pixi). Docker,
-the registry, the Dockerfile, tasks.py and the training code are real.
+Then `invoke submit-condor` runs against that registry, and the rendered HTCondor job
+script runs inside the built image the way an execute point runs it.
+
+Stood in for (absent here): pixi, inside the base image (tests/stand-ins/pixi), and
+condor_submit (tests/stand-ins). Docker, the registry, the Dockerfile, tasks.py, the
+job script, the HTCondor bindings and the training code are real.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from maintainer.checks import read_manifest
+from maintainer.checks import condor_jobs, read_manifest
 from maintainer.render import git, load_answers, render
+from tests.project_helpers import write_data_tarball
 from tests.services import (
     STAND_INS,
     Unavailable,
@@ -29,6 +36,7 @@ from tests.services import (
 )
 
 pytestmark = pytest.mark.engine
+TEST_UID = "12345:12345"
 TIMINGS: dict[str, float] = {}
 
 
@@ -181,6 +189,86 @@ def test_push_refuses_a_dirty_tree(engine, project, built):
         readme.write_text(original)
     assert result.returncode != 0
     assert "uncommitted changes" in result.stderr
+
+
+def test_submit_condor_dry_run_renders_a_sweep(engine, project, built):
+    _, host, _ = engine
+    write_data_tarball(project)
+    result = invoke(
+        project,
+        "submit-condor",
+        "--dry-run",
+        "--queue",
+        "--epochs 1",
+        "--queue",
+        "--epochs 2 --lr 0.5",
+        docker_host=host,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "submitted nothing" in result.stdout
+    submitted = project / "htcondor" / "submitted-docker.sub"
+    ads = condor_jobs(submitted.read_text(), submitted.parent)
+    assert [ad["Arguments"] for ad in ads] == ["--epochs 1", "--epochs 2 --lr 0.5"]
+    assert {ad["ContainerImage"] for ad in ads} == {f"docker://{image_of(project)}:{short_sha(project)}"}
+    assert all(ad["JobUniverse"] == 5 and ad["WantContainer"] for ad in ads)
+
+
+def test_submit_condor_submits_the_pushed_tag(engine, project, built):
+    _, host, _ = engine
+    log = project / "condor-standin.log"
+    result = invoke(project, "submit-condor", docker_host=host, log=log)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "cluster 4242" in result.stdout
+    assert log.read_text().splitlines() == ["condor_submit submitted-docker.sub"]
+    assert (project / "htcondor" / ".last-cluster").read_text().strip() == "4242"
+
+
+def test_submit_condor_refuses_a_tag_never_pushed(engine, project, built):
+    _, host, _ = engine
+    log = project / "never-pushed.log"
+    result = invoke(project, "submit-condor", "--tag", "deadbee", docker_host=host, log=log)
+    assert result.returncode != 0
+    assert "is not in the registry; run `invoke build-image push-image`" in result.stderr
+    assert not log.exists(), "condor_submit was called for an image that does not exist"
+
+
+def test_job_script_on_an_emulated_execute_point(engine, project, built, tmp_path):
+    """Run htcondor/train.sh in the image as an execute point would, then check the outputs."""
+    client, _, _ = engine
+    submitted = project / "htcondor" / "submitted-docker.sub"
+    ad = condor_jobs(submitted.read_text(), submitted.parent)[0]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    scratch.chmod(0o777)  # the job's UID owns its scratch directory on a real execute point
+    for item in [i.strip() for i in ad["TransferInput"].split(",")] + [ad["Cmd"]]:
+        source = (submitted.parent / item).resolve()
+        target = scratch / source.name
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+    started = time.perf_counter()
+    container = client.containers.run(
+        f"{image_of(project)}:{short_sha(project)}",
+        [f"./{Path(ad['Cmd']).name}", *ad["Arguments"].split(), "--device", "cpu"],
+        user=TEST_UID,
+        environment={"HOME": "", "_CONDOR_SCRATCH_DIR": "/scratch"},
+        working_dir="/scratch",
+        volumes={str(scratch): {"bind": "/scratch", "mode": "rw"}},
+        network_mode="none",
+        detach=True,
+    )
+    try:
+        status = container.wait(timeout=600)["StatusCode"]
+        logs = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    TIMINGS["emulated HTCondor job (docker flavour)"] = time.perf_counter() - started
+    assert status == 0, logs[-3000:]
+    assert "CUDA available: False" in logs and "epoch  1:" in logs
+    for name in [o.strip() for o in ad["TransferOutput"].split(",")]:
+        assert (scratch / name).is_file() and (scratch / name).stat().st_size > 0, f"{name} missing\n{logs[-2000:]}"
+    assert not (scratch / "data").exists(), "the job left the extracted data for transfer"
 
 
 def test_missing_engine_is_one_sentence(project):

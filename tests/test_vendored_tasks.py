@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from maintainer.checks import condor_jobs
 from maintainer.render import git
+from tests.project_helpers import write_data_tarball
 from tests.services import STAND_INS
 
 SAMPLE_LOCK = Path(
@@ -123,3 +125,52 @@ def test_doctor_reads_the_locked_cuda_version(project):
     assert "lock CUDA       12.9" in result.stdout
     assert "nvidia-smi      missing" in result.stdout
     assert "pixi            pixi 0.0.0 (pixi stand-in for tests)" in result.stdout
+
+
+def test_submit_condor_pixi_pack_flavour(project):
+    write_data_tarball(project)
+    result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack", "--build", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert recorded[0].startswith("pixi-pack --environment gpu --platform linux-64 --create-executable")
+    packed = next(project.glob("everything-on-environment-*.sh"))
+    submitted = project / "htcondor" / "submitted-pixi-pack.sub"
+    (ad,) = condor_jobs(submitted.read_text(), submitted.parent)
+    assert ad["JobUniverse"] == 5 and not ad.get("WantContainer")
+    assert ad["Environment"] == f"PIXI_PACK_EXECUTABLE={packed.name}"
+    assert f"../{packed.name}" in ad["TransferInput"]
+    assert "osdf:///chtc/staging/someone/MNIST_data.tar.gz" in ad["TransferInput"]
+
+
+def test_submit_condor_apptainer_flavour_uses_osdf_and_the_commit_tag(project):
+    write_data_tarball(project)
+    sha = git(project, "rev-parse", "--short=7", "HEAD").strip()
+    result, recorded = invoke(project, "submit-condor", "--flavour", "apptainer", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    submitted = project / "htcondor" / "submitted-apptainer.sub"
+    (ad,) = condor_jobs(submitted.read_text(), submitted.parent)
+    # HTCondor fetches a URL image like an input file and runs the local copy.
+    assert ad["ContainerImage"] == f"everything-on-{sha}.sif" and ad["ContainerImageSource"] == "osdf"
+    assert f"osdf:///chtc/staging/someone/everything-on-{sha}.sif" in ad["TransferInput"]
+    assert not recorded  # the image lives on OSDF: nothing to build here
+
+
+def test_submit_condor_without_condor_submit_submits_nothing(project, tmp_path):
+    write_data_tarball(project)
+    result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack", "--build", path_dirs=(tmp_path,))
+    assert result.returncode == 127
+    assert "condor_submit is not installed or not on PATH" in result.stderr
+    assert not recorded and not (project / "htcondor" / "submitted-pixi-pack.sub").exists()
+
+
+def test_submit_condor_without_data_and_offline_says_so(project):
+    result, recorded = invoke(
+        project,
+        "submit-condor",
+        "--flavour",
+        "pixi-pack",
+        "--dry-run",
+        extra_env={"INVOKE_PROJECT_DATA_URL": "http://127.0.0.1:9/MNIST_data.tar.gz"},
+    )
+    assert result.returncode != 0
+    assert "this machine may be offline" in result.stderr
+    assert not (project / "htcondor" / "submitted-pixi-pack.sub").exists()
