@@ -517,6 +517,18 @@ def fill_submit_file(text: str, values: dict, queue: list[str]) -> str:
     return text
 
 
+def back_up_model(directory: Path) -> Path | None:
+    """Move an earlier mnist_cnn.pt aside, as the lesson's submit.sh does, so no job overwrites it."""
+    model = directory / "mnist_cnn.pt"
+    if not model.is_file():
+        return None
+    stamp = dt.datetime.fromtimestamp(model.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+    backup = directory / f"mnist_cnn_{stamp}.pt.bak"
+    model.replace(backup)
+    print(f"moved the earlier {model.name} to {backup.name}")
+    return backup
+
+
 def validate_submit(text: str) -> list | None:
     """Job ClassAds from the HTCondor bindings, or None where they are not installed."""
     try:
@@ -601,6 +613,9 @@ def submit_condor(
             print(ad)
         print(f"# dry run: wrote {filled.relative_to(ROOT)}, submitted nothing")
         return
+    # Outputs come back renamed per job (transfer_output_remaps); a model from an older
+    # submit file or a hand-run job would still be overwritten, so keep it.
+    back_up_model(CONDOR_DIR)
     if interactive:
         run([condor_submit, "-interactive", filled.name], "condor_submit -interactive", cwd=CONDOR_DIR)
         return

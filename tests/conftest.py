@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,26 @@ from maintainer.render import load_answers, preset_names, render
 
 os.environ.setdefault("CONDOR_CONFIG", os.devnull)
 PRESETS = preset_names()
+# Every stand-in (tests/stand-ins) appends its argv here, so the run can say what it stood in for.
+STANDIN_SUMMARY = Path(tempfile.mkdtemp(prefix="standins-")) / "calls.log"
+os.environ["STANDIN_SUMMARY"] = str(STANDIN_SUMMARY)
+IMAGE_STANDIN_NOTE = "pixi inside the debootstrap base image (build-image's install and shell-hook steps)"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """List the absent tools that stand-ins replaced in this run, and how often."""
+    calls = STANDIN_SUMMARY.read_text().splitlines() if STANDIN_SUMMARY.exists() else []
+    counts = Counter(line.split()[0] for line in calls)
+    terminalreporter.section("stand-ins (tools absent here, replaced by tests/stand-ins)")
+    if not counts:
+        terminalreporter.write_line("no stand-in was called on the host")
+    for tool, count in sorted(counts.items()):
+        steps = sorted({" ".join(line.split()[:2]) for line in calls if line.split()[0] == tool})
+        terminalreporter.write_line(f"{tool}: {count} call(s), stood in for: {', '.join(steps)}")
+    if terminalreporter.stats.get("passed") and any(
+        "test_container_engine" in report.nodeid for report in terminalreporter.stats["passed"]
+    ):
+        terminalreporter.write_line(f"also stood in for: {IMAGE_STANDIN_NOTE}")
 
 
 @pytest.fixture(scope="session")

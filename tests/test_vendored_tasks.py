@@ -174,3 +174,24 @@ def test_submit_condor_without_data_and_offline_says_so(project):
     assert result.returncode != 0
     assert "this machine may be offline" in result.stderr
     assert not (project / "htcondor" / "submitted-pixi-pack.sub").exists()
+
+
+def test_submit_interactive_status_logs_and_model_backup(project):
+    write_data_tarball(project)
+    (project / "htcondor" / "mnist_cnn.pt").write_bytes(b"an earlier model")
+    result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack", "--build", "--interactive")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert recorded[-1] == "condor_submit -interactive submitted-pixi-pack.sub"
+    backups = list((project / "htcondor").glob("mnist_cnn_*.pt.bak"))
+    assert len(backups) == 1 and backups[0].read_bytes() == b"an earlier model"
+    assert not (project / "htcondor" / "mnist_cnn.pt").exists()
+
+    result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack")
+    assert result.returncode == 0 and "cluster 4242" in result.stdout
+    (project / "htcondor" / "train_4242.log").write_text("000 (4242.000.000) Job submitted\n")
+    result, recorded = invoke(project, "condor-status")
+    assert result.returncode == 0 and recorded[-1] == "condor_q 4242 -nobatch"
+    result, _ = invoke(project, "condor-logs")
+    assert result.returncode == 0 and "Job submitted" in result.stdout
+    result, _ = invoke(project, "condor-logs", "--cluster", "7")
+    assert result.returncode != 0 and "no log files for cluster 7" in result.stderr
