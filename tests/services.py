@@ -43,6 +43,16 @@ def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
     raise RuntimeError(f"{what} did not come up within {timeout:.0f} s\n{tail}")
 
 
+def stop(process: subprocess.Popen, grace: float = 30) -> None:
+    """TERM, then KILL after ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _mounts_under(path: Path) -> list[str]:
     with open("/proc/mounts") as mounts:
         points = [line.split()[1] for line in mounts]
@@ -95,12 +105,7 @@ def docker_engine(workdir: Path):
                 container.remove(force=True)
         for client in clients:
             client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         # The engine leaves its network namespace and its data-root bind mount behind.
         for point in _mounts_under(exec_root) + _mounts_under(root):
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
@@ -137,8 +142,7 @@ def registry(workdir: Path):
         yield host, process
     finally:
         if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
+            stop(process)
 
 
 def registry_tags(host: str, repository: str) -> list[str]:
@@ -304,9 +308,4 @@ def slurm_cluster(workdir: Path):
                 "an empty queue",
             )
         for process in reversed(processes):
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)

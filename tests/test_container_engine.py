@@ -100,6 +100,25 @@ def commit_all(project, message):
     git(project, "commit", "-q", "-m", message)
 
 
+def timed_build(project, docker_host, base, what):
+    """`invoke build-image` on the local base image (the engine has no bridge: RUN steps get none)."""
+    started = time.perf_counter()
+    result = invoke(
+        project,
+        "build-image",
+        "--pixi-image",
+        base,
+        "--runtime-image",
+        base,
+        "--network",
+        "none",
+        docker_host=docker_host,
+    )
+    TIMINGS[what] = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return result
+
+
 @pytest.fixture(scope="module")
 def built(engine, project):
     """`invoke lock` then `invoke build-image` once, on the local base image."""
@@ -108,13 +127,7 @@ def built(engine, project):
     assert lock.returncode == 0, lock.stderr
     assert "pixi lock" in (project / "standin.log").read_text()
     commit_all(project, "lock")
-    started = time.perf_counter()
-    result = invoke(
-        project, "build-image", "--pixi-image", base, "--runtime-image", base, "--network", "none", docker_host=host
-    )
-    TIMINGS["first build-image"] = time.perf_counter() - started
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    return result
+    return timed_build(project, host, base, "first build-image")
 
 
 def image_of(project):
@@ -144,12 +157,7 @@ def test_source_edit_does_not_reinstall_the_environment(engine, project, built):
     source = project / "src" / "torch_MNIST.py"
     source.write_text(source.read_text() + "\n# a researcher's edit\n")
     commit_all(project, "edit the training code")
-    started = time.perf_counter()
-    result = invoke(
-        project, "build-image", "--pixi-image", base, "--runtime-image", base, "--network", "none", docker_host=host
-    )
-    TIMINGS["rebuild after a source edit"] = time.perf_counter() - started
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    result = timed_build(project, host, base, "rebuild after a source edit")
     install_step = result.stdout.split("pixi install --locked")[1].split("Step")[0]
     assert "Using cache" in install_step, "the environment layer was rebuilt"
     assert "pixi stand-in: installing environment" not in result.stdout
