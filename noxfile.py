@@ -11,6 +11,7 @@ import nox
 nox.options.default_venv_backend = "none"  # the tools come from .ci/run's installs
 nox.options.sessions = ["lint", "tests"]
 ROOT = Path(__file__).resolve().parent
+PRESETS = ["defaults", "cpu-linux", "apptainer-slurm", "everything"]
 
 
 @nox.session
@@ -27,7 +28,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("preset", ["defaults", "cpu-linux", "apptainer-slurm", "everything"])
+@nox.parametrize("preset", PRESETS, ids=PRESETS)
 def render(session: nox.Session, preset: str) -> None:
     """Render a preset into build/<preset> and run every offline check on it."""
     session.run("invoke", "render", "--preset", preset, external=True)
@@ -41,7 +42,7 @@ def update(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("preset", ["defaults", "cpu-linux"])
+@nox.parametrize("preset", PRESETS[:2], ids=PRESETS[:2])
 def lock(session: nox.Session, preset: str) -> None:
     """With real pixi: render, pixi lock, install the cpu environment locked, run the project tests."""
     if shutil.which("pixi") is None:

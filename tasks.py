@@ -45,13 +45,13 @@ def render(c, preset: str = "defaults", answers: str = "", output: str = ""):
 
 @task(
     help={
-        "path": "a rendered project (default: build/defaults)",
+        "path": "a rendered project, e.g. build/defaults",
         "only": f"run only these checks, comma-separated: {', '.join(CHECKS)}",
     }
 )
-def check(c, path: str = "", only: str = ""):
+def check(c, path: str, only: str = ""):
     """Check a rendered project with every consuming tool; one line per file and tool."""
-    project = Path(path) if path else BUILD / "defaults"
+    project = Path(path)
     if not (project / "pixi.toml").is_file():
         raise Exit(f"{project} is not a rendered project; run `invoke render` first.")
     names = [n.strip() for n in only.split(",") if n.strip()] or None

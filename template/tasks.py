@@ -686,6 +686,15 @@ def slurm_state(job_id: str) -> str | None:
     return match.group(1) if match else None
 
 
+def accounting_enabled() -> bool:
+    """Whether sacct can answer: the cluster stores accounting (many small clusters do not)."""
+    if shutil.which("sacct") is None:
+        return False
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=False).stdout
+    match = re.search(r"^AccountingStorageType\s*=\s*(\S+)", out, re.M)
+    return bool(match) and match.group(1) != "accounting_storage/none"
+
+
 @task(
     name="slurm-status", help={"job": "job id (default: the last one submitted)", "log": "also print the job's output"}
 )
@@ -696,7 +705,7 @@ def slurm_status(c, job: int = 0, log: bool = False):
         raise Exit("no job was submitted from here yet; pass --job.")
     tool("scontrol", "run it on a SLURM login node")
     state = slurm_state(job_id)
-    if state is None and shutil.which("sacct"):
+    if state is None and accounting_enabled():
         out = subprocess.run(
             ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, check=False
         )

@@ -1,0 +1,50 @@
+"""The template's own tasks.py: render, check and release, as a maintainer types them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from maintainer.render import ROOT
+
+
+def invoke(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_render_then_check(tmp_path):
+    target = tmp_path / "cpu"
+    result = invoke("render", "--preset", "cpu-linux", "--output", str(target))
+    assert result.returncode == 0, result.stderr
+    assert (target / "pixi.toml").is_file()
+    result = invoke("check", str(target), "--only", "pixi,python")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok") and "pixi.toml" in line and "lesson semantics" in line for line in lines)
+    assert lines[-1].endswith("0 failed, 0 skipped")
+
+
+def test_check_fails_on_a_broken_rendering(tmp_path):
+    target = tmp_path / "cpu"
+    invoke("render", "--preset", "cpu-linux", "--output", str(target))
+    (target / "pixi.toml").write_text((target / "pixi.toml").read_text().replace("[dependencies]", "[dependencies"))
+    result = invoke("check", str(target), "--only", "pixi")
+    assert result.returncode != 0
+    assert "FAIL" in result.stdout and "check(s) failed" in result.stderr
+
+
+def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path):
+    result = invoke("render", "--preset", "no-such-preset", "--output", str(tmp_path / "x"))
+    assert result.returncode != 0 and "neither an answers file nor a preset" in result.stderr
+    answers = tmp_path / "answers.yml"
+    answers.write_text("author_email: not-an-address\n")
+    result = invoke("render", "--answers", str(answers), "--output", str(tmp_path / "y"))
+    assert result.returncode != 0 and "is not an e-mail address" in result.stderr
+    assert not (tmp_path / "y").exists() or not any((tmp_path / "y").iterdir())
+    result = invoke("check", str(tmp_path / "nowhere"))
+    assert result.returncode != 0 and "not a rendered project" in result.stderr
+    result = invoke("check", str(tmp_path / "y"), "--only", "nonsense")
+    assert result.returncode != 0
+    result = invoke("release", "1.2")
+    assert result.returncode != 0 and "is not a version like 1.2.0" in result.stderr
+    assert "Traceback" not in result.stderr
