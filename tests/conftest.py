@@ -15,14 +15,15 @@ from maintainer.render import load_answers, preset_names, render
 os.environ.setdefault("CONDOR_CONFIG", os.devnull)
 PRESETS = preset_names()
 # Every stand-in (tests/stand-ins) appends its argv here, so the run can say what it stood in for.
-STANDIN_SUMMARY = Path(tempfile.mkdtemp(prefix="standins-")) / "calls.log"
-os.environ["STANDIN_SUMMARY"] = str(STANDIN_SUMMARY)
+os.environ.setdefault("STANDIN_SUMMARY", str(Path(tempfile.mkdtemp(prefix="standins-")) / "calls.log"))
 IMAGE_STANDIN_NOTE = "pixi inside the debootstrap base image (build-image's install and shell-hook steps)"
 
 
 def pytest_terminal_summary(terminalreporter):
     """List the absent tools that stand-ins replaced in this run, and how often."""
-    calls = STANDIN_SUMMARY.read_text().splitlines() if STANDIN_SUMMARY.exists() else []
+    summary = Path(os.environ["STANDIN_SUMMARY"])
+    calls = summary.read_text().splitlines() if summary.exists() else []
+    shutil.rmtree(summary.parent, ignore_errors=True)
     counts = Counter(line.split()[0] for line in calls)
     terminalreporter.section("stand-ins (tools absent here, replaced by tests/stand-ins)")
     if not counts:

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from maintainer.checks import CHECKS, Finding, read_manifest, run_checks
-from maintainer.render import ROOT, load_answers
-from tests.conftest import PRESETS
+from maintainer.render import ROOT, load_answers, preset_names
 
+PRESETS = preset_names()
 QUESTIONS = yaml.safe_load((ROOT / "copier.yml").read_text())
 # Which checks have files to check, given a preset's answers (defaults filled in).
 APPLIES = {
