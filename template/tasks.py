@@ -161,7 +161,11 @@ def locked_cuda_version(environment: str, lock_path: Path = LOCK) -> str | None:
         from rattler import LockFile, Platform
     except ImportError:
         raise Exit("py-rattler is not installed; run tasks in the pixi `tasks` environment.") from None
-    env = LockFile.from_path(lock_path).environment(environment)
+    try:
+        env = LockFile.from_path(lock_path).environment(environment)
+    except Exception as error:  # a lock format newer than this py-rattler, or a damaged file
+        message = f"py-rattler cannot read {lock_path.name} ({error}); update py-rattler or run `pixi lock`."
+        raise Exit(message) from None
     if env is None:
         return None
     for platform in env.platforms():

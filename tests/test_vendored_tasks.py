@@ -195,3 +195,10 @@ def test_submit_interactive_status_logs_and_model_backup(project):
     assert result.returncode == 0 and "Job submitted" in result.stdout
     result, _ = invoke(project, "condor-logs", "--cluster", "7")
     assert result.returncode != 0 and "no log files for cluster 7" in result.stderr
+
+
+def test_doctor_says_so_when_the_lock_is_unreadable(project):
+    (project / "pixi.lock").write_text("version: 6\nenvironments: [not, a, mapping]\n")
+    result, _ = invoke(project, "doctor")
+    assert result.returncode != 0
+    assert "py-rattler cannot read pixi.lock" in result.stderr and "Traceback" not in result.stderr
