@@ -49,7 +49,7 @@ def render(destination: Path, answers: dict, template: Path = ROOT, vcs_ref: str
             str(destination),
             data=answers,
             defaults=True,
-            unsafe=True,
+            unsafe=False,  # the template runs no tasks or migrations: nothing to trust
             vcs_ref=vcs_ref if (template / ".git").exists() else None,
             quiet=True,
         )

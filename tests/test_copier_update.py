@@ -36,7 +36,7 @@ def test_update_keeps_user_edits_and_brings_template_fixes(tmp_path):
     project = tmp_path / "study"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        copier.run_copy(str(template), str(project), data={"project_name": "Study"}, defaults=True, unsafe=True)
+        copier.run_copy(str(template), str(project), data={"project_name": "Study"}, defaults=True, unsafe=False)
     assert "_commit: v1" in (project / ".copier-answers.yml").read_text()
     git(project, "init", "-q", "-b", "main")
     git(project, "add", "-A")
@@ -57,7 +57,7 @@ def test_update_keeps_user_edits_and_brings_template_fixes(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        copier.run_update(str(project), defaults=True, unsafe=True, overwrite=True, conflict="inline")
+        copier.run_update(str(project), defaults=True, unsafe=False, overwrite=True, conflict="inline")
 
     manifest = (project / "pixi.toml").read_text()
     assert 'matplotlib = ">=3.8"' in manifest, "the user's dependency was lost"
