@@ -111,7 +111,8 @@ def manifest_semantics(manifest: dict) -> list[str]:
     settings = manifest.get("tool", {}).get("invoke-tasks", {})
     if settings.get("environment") not in environments:
         problems.append(f"tool.invoke-tasks.environment {settings.get('environment')!r} is not an environment")
-    if settings.get("image", "") != settings.get("image", "").lower() or not settings.get("image"):
+    image = settings.get("image", "")
+    if not image or image != image.lower():
         problems.append("tool.invoke-tasks.image must be set and lowercase")
     return problems
 

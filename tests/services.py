@@ -26,6 +26,23 @@ class Unavailable(Exception):
     """A service's package is missing; the message says which and how to install it."""
 
 
+def start_or_skip(stack: contextlib.ExitStack, service):
+    """Enter a service's context on ``stack``, or skip the test with the reason it is unavailable."""
+    import pytest
+
+    try:
+        return stack.enter_context(service)
+    except Unavailable as error:
+        pytest.skip(str(error))
+
+
+def run_invoke(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m invoke ARGS` in ``cwd``, output captured (env: this process's unless given)."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

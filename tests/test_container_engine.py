@@ -14,10 +14,9 @@ job script, the HTCondor bindings and the training code are real.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,11 +27,12 @@ from maintainer.render import git, load_answers, render
 from tests.project_helpers import write_data_tarball
 from tests.services import (
     STAND_INS,
-    Unavailable,
     build_base_image,
     docker_engine,
     registry,
     registry_tags,
+    run_invoke,
+    start_or_skip,
 )
 
 pytestmark = pytest.mark.engine
@@ -43,31 +43,18 @@ TIMINGS: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     work = tmp_path_factory.mktemp("engine")
-    try:
-        context = docker_engine(work)
-        client, host = context.__enter__()
-    except Unavailable as error:
-        pytest.skip(str(error))
-    try:
+    with contextlib.ExitStack() as stack:
+        client, host = start_or_skip(stack, docker_engine(work))
         started = time.perf_counter()
         base = build_base_image(client, work)
         TIMINGS["base image (debootstrap + torch + import)"] = time.perf_counter() - started
         yield client, host, base
-    finally:
-        context.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
 def local_registry(tmp_path_factory):
-    try:
-        context = registry(tmp_path_factory.mktemp("registry"))
-        host, process = context.__enter__()
-    except Unavailable as error:
-        pytest.skip(str(error))
-    try:
-        yield host, process
-    finally:
-        context.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        yield start_or_skip(stack, registry(tmp_path_factory.mktemp("registry")))
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +77,7 @@ def invoke(project, *args, docker_host="", log=None):
     }
     if docker_host:
         env["DOCKER_HOST"] = docker_host
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=project, env=env, capture_output=True, text=True, check=False
-    )
+    return run_invoke(project, *args, env=env)
 
 
 def commit_all(project, message):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from maintainer.render import ROOT
+from tests.services import run_invoke
 
 
-def invoke(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True)
+def invoke(*args):
+    return run_invoke(ROOT, *args)
 
 
 def test_render_then_check(tmp_path):

@@ -6,6 +6,7 @@ stands where pixi's environment would be; pixi is absent here).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -17,22 +18,15 @@ import pytest
 
 from maintainer.render import load_answers, render
 from tests.project_helpers import write_data_tarball
-from tests.services import Unavailable, slurm_cluster, wait_for
+from tests.services import run_invoke, slurm_cluster, start_or_skip, wait_for
 
 pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    try:
-        context = slurm_cluster(tmp_path_factory.mktemp("slurm"))
-        env = context.__enter__()
-    except Unavailable as error:
-        pytest.skip(str(error))
-    try:
-        yield env
-    finally:
-        context.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        yield start_or_skip(stack, slurm_cluster(tmp_path_factory.mktemp("slurm")))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +42,7 @@ SMALL = ("--sbatch-option", "--cpus-per-task=1")
 
 def invoke(project, env, *args):
     env = {**env, "RUNNER": "python", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=project, env=env, capture_output=True, text=True)
+    return run_invoke(project, *args, env=env)
 
 
 def wait_until_done(project, env, job_id, timeout=180):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from maintainer.checks import condor_jobs
 from maintainer.render import git
 from tests.project_helpers import write_data_tarball
-from tests.services import STAND_INS
+from tests.services import STAND_INS, run_invoke
 
 SAMPLE_LOCK = Path(
     os.environ.get("PIXI_SAMPLE_LOCK", Path(__file__).resolve().parents[2] / "shared/samples/hello-pytorch.pixi.lock")
@@ -40,9 +39,7 @@ def invoke(project, *args, path_dirs=(STAND_INS,), extra_env=None, system_path=T
     env = {**os.environ, "STANDIN_LOG": str(log), **(extra_env or {})}
     system = ["/usr/bin", "/bin"] if system_path else []
     env["PATH"] = os.pathsep.join([*map(str, path_dirs), str(Path(sys.executable).parent), *system])
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=project, env=env, capture_output=True, text=True
-    )
+    result = run_invoke(project, *args, env=env)
     recorded = log.read_text().splitlines() if log.exists() else []
     return result, recorded
 
