@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from maintainer.checks import condor_jobs, read_manifest
+from maintainer.checks import read_manifest
 from maintainer.render import git, load_answers, render
-from tests.project_helpers import write_data_tarball
+from tests.project_helpers import dry_run_ads, write_data_tarball
 from tests.services import (
     STAND_INS,
     build_base_image,
@@ -198,9 +198,7 @@ def test_submit_condor_dry_run_renders_a_sweep(engine, project, built):
         docker_host=host,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    assert "submitted nothing" in result.stdout
-    submitted = project / "htcondor" / "submitted-docker.sub"
-    ads = condor_jobs(submitted.read_text(), submitted.parent)
+    ads = dry_run_ads(result.stdout)
     assert [ad["Arguments"] for ad in ads] == ["--epochs 1", "--epochs 2 --lr 0.5"]
     assert {ad["ContainerImage"] for ad in ads} == {f"docker://{image_of(project)}:{short_sha(project)}"}
     assert all(ad["JobUniverse"] == 5 and ad["WantContainer"] for ad in ads)
@@ -208,12 +206,15 @@ def test_submit_condor_dry_run_renders_a_sweep(engine, project, built):
 
 def test_submit_condor_submits_the_pushed_tag(engine, project, built):
     _, host, _ = engine
+    write_data_tarball(project)
     log = project / "condor-standin.log"
     result = invoke(project, "submit-condor", docker_host=host, log=log)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    assert "cluster 4242" in result.stdout
-    assert log.read_text().splitlines() == ["condor_submit submitted-docker.sub"]
-    assert (project / "htcondor" / ".last-cluster").read_text().strip() == "4242"
+    (line,) = log.read_text().splitlines()
+    image = f"docker://{image_of(project)}:{short_sha(project)}"
+    assert line.startswith("condor_submit -append") and line.endswith(f"container_image = {image} docker.sub")
+    cluster = (project / "htcondor" / ".last-cluster").read_text().strip()
+    assert cluster.isdigit() and f"cluster {cluster}:" in result.stdout
 
 
 def test_submit_condor_refuses_a_tag_never_pushed(engine, project, built):
@@ -227,9 +228,12 @@ def test_submit_condor_refuses_a_tag_never_pushed(engine, project, built):
 
 def test_job_script_on_an_emulated_execute_point(engine, project, built, tmp_path):
     """Run htcondor/train.sh in the image as an execute point would, then check the outputs."""
-    client, _, _ = engine
-    submitted = project / "htcondor" / "submitted-docker.sub"
-    ad = condor_jobs(submitted.read_text(), submitted.parent)[0]
+    client, host, _ = engine
+    write_data_tarball(project)
+    dry_run = invoke(project, "submit-condor", "--dry-run", docker_host=host)
+    assert dry_run.returncode == 0, dry_run.stdout[-3000:] + dry_run.stderr
+    (ad,) = dry_run_ads(dry_run.stdout)
+    submitted = project / "htcondor" / "docker.sub"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     scratch.chmod(0o777)  # the job's UID owns its scratch directory on a real execute point

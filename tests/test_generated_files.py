@@ -34,7 +34,7 @@ CASES = [
 
 EXPECTED_FILES = {
     "defaults": {"Dockerfile", "htcondor/docker.sub", "htcondor/pixi-pack.sub", ".github/workflows/docker.yml"},
-    "cpu-linux": {"pixi.toml", "src/torch_MNIST.py", "tasks.py"},
+    "cpu-linux": {"pixi.toml", "src/torch_MNIST.py", "tasks/__init__.py", "tasks/local.py"},
     "apptainer-slurm": {"apptainer.def", "slurm/train.sbatch", ".github/workflows/apptainer.yml"},
     "everything": {"Dockerfile", "apptainer.def", "htcondor/apptainer.sub", "slurm/train.sbatch"},
 }
@@ -100,6 +100,6 @@ def test_custom_registry_image_is_lowercased(renderings):
     manifest = read_manifest(renderings["everything"])
     assert manifest["tool"]["invoke-tasks"]["image"] == "127.0.0.1:5000/some-lab/everything-on"
     assert (
-        "docker://127.0.0.1:5000/some-lab/everything-on:$(container_tag)"
+        "container_image = docker://127.0.0.1:5000/some-lab/everything-on:unset-run-invoke-submit-condor\n"
         in (renderings["everything"] / "htcondor" / "docker.sub").read_text()
     )

@@ -1,0 +1,44 @@
+"""Invoke tasks for this project: lock, build, test, push, pack and submit.
+
+`invoke --list` (or `pixi run -e tasks invoke --list`) shows them and `invoke --help TASK`
+a task's flags. Every module of this package is collected: a task defined in any of them,
+your own `local.py` included, is listed without registering it anywhere. Settings come
+from `[tool.invoke-tasks]` in pixi.toml, read on first use (importing reads nothing).
+
+The modules other than local.py come from the project template: `copier update`
+refreshes them. Put your own tasks in local.py, which updates never touch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+from invoke import Collection, Task
+
+
+def _collect() -> Collection:
+    namespace = Collection()
+    owners: dict[str, str] = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        name = f"{__name__}.{module_info.name}"
+        try:
+            module = importlib.import_module(name)
+        except Exception as error:  # a user's broken module: one sentence, not a traceback
+            sys.exit(f"tasks/{module_info.name}.py cannot be imported ({type(error).__name__}: {error}); fix it.")
+        for value in vars(module).values():
+            if not isinstance(value, Task) or value.body.__module__ != name:
+                continue  # tasks imported from another module are listed there
+            task_name = value.name or value.body.__name__.replace("_", "-")
+            if task_name in owners:
+                sys.exit(
+                    f"the task {task_name!r} is defined twice (tasks/{owners[task_name]}.py and "
+                    f"tasks/{module_info.name}.py); rename one of them."
+                )
+            owners[task_name] = module_info.name
+            namespace.add_task(value)
+    return namespace
+
+
+ns = _collect()

@@ -1,0 +1,62 @@
+"""The Apptainer image: build-sif, test-sif, push-sif, sif-name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Exit, task
+
+from .helpers import ROOT, immutable_tag, run, tool
+from .settings import Settings, settings
+
+APPTAINER_HOW = "install Apptainer (apptainer.org) or run this on a node that has it"
+
+
+def sif_name(s: Settings, tag: str) -> str:
+    """The one SIF file name, used by the tasks, the submit file, the SLURM script and CI."""
+    return f"{s.name}-{tag}.sif"
+
+
+def sif_path(s: Settings, tag: str = "") -> Path:
+    return ROOT / sif_name(s, tag or immutable_tag())
+
+
+def existing_sif(c) -> Path:
+    path = sif_path(settings(c))
+    if not path.is_file():
+        raise Exit(f"{path.name} does not exist; run `invoke build-sif` first.")
+    return path
+
+
+@task(name="sif-name", help={"tag": "tag (default: the git short SHA)"})
+def print_sif_name(c, tag: str = ""):
+    """Print the .sif file name for this commit (for scripts and CI)."""
+    print(sif_name(settings(c), tag or immutable_tag()))
+
+
+@task(name="build-sif", help={"from_docker": "convert the local Docker image instead of building apptainer.def"})
+def build_sif(c, from_docker: bool = False):
+    """Build the Apptainer image NAME-TAG.sif (from apptainer.def, or the local Docker image)."""
+    s = settings(c)
+    apptainer = tool("apptainer", APPTAINER_HOW)
+    tag = immutable_tag()
+    if not from_docker and not (ROOT / "apptainer.def").is_file():
+        raise Exit("there is no apptainer.def; pass --from-docker to convert the Docker image instead.")
+    source = f"docker-daemon://{s.require_image()}:{tag}" if from_docker else "apptainer.def"
+    run([apptainer, "build", "--force", str(sif_path(s, tag)), source], "apptainer build")
+
+
+@task(name="test-sif")
+def test_sif(c):
+    """Run the image's %test section (the GPU check through the activation script)."""
+    apptainer = tool("apptainer", APPTAINER_HOW)
+    run([apptainer, "test", str(existing_sif(c))], "apptainer test")
+
+
+@task(name="push-sif")
+def push_sif(c):
+    """Push the .sif to the registry as an OCI artifact (oras://IMAGE:sif-TAG)."""
+    s = settings(c)
+    apptainer = tool("apptainer", APPTAINER_HOW)
+    path = existing_sif(c)
+    run([apptainer, "push", str(path), f"oras://{s.require_image()}:sif-{immutable_tag()}"], "apptainer push")

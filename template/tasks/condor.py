@@ -1,0 +1,237 @@
+"""HTCondor: submit-condor, condor-status, condor-logs.
+
+The submit files in htcondor/ are rendered once; at submit time this module passes the
+values that change (image tag, .sif or pack name, where large files come from, the
+resources in pixi.toml, a sweep) as `condor_submit -append` commands, which come after
+the file's own and before its queue statement. Nothing rewrites the files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from invoke import Exit, task
+
+from .apptainer import build_sif, sif_path
+from .condor_bindings import job_ads
+from .data import data_archive, ensure_data
+from .helpers import ROOT, immutable_tag, run, tool
+from .images import build_image, docker_client, push_image, registry_has
+from .pack import check_pack_disk, condor_size, pack, pack_path
+from .settings import Settings, settings
+from .staging import osdf_url, report_transfer, stage, staging_dir
+
+CONDOR_DIR = ROOT / "htcondor"
+LAST_CLUSTER = CONDOR_DIR / ".last-cluster"
+FLAVOURS = ("docker", "apptainer", "pixi-pack")
+
+
+def resource_commands(s: Settings) -> list[tuple[str, str]]:
+    """pixi.toml's [tool.invoke-tasks.htcondor] resources, as submit commands (one place)."""
+    h = s.htcondor
+    for key, value, unit in (("request-memory", h.request_memory, "M"), ("request-disk", h.request_disk, "K")):
+        if value and condor_size(value, unit) is None:
+            raise Exit(f"{key} {value!r} is not a size such as 8GB; fix it under [tool.invoke-tasks.htcondor].")
+    commands = [("request_memory", h.request_memory), ("request_disk", h.request_disk)]
+    if h.request_gpus:
+        commands += [("request_gpus", str(h.request_gpus)), ("gpus_minimum_capability", h.gpu_min_capability)]
+        commands.append(("+WantGPULab", "true" if h.chtc_gpu_lab else "false"))
+    return [(key, value) for key, value in commands if value]
+
+
+def large_input(s: Settings, path: Path, dry_run: bool, sent: list[Path]) -> str:
+    """Where a job reads ``path`` from: OSDF when osdf-path is set, else the access point."""
+    if s.htcondor.osdf_path:
+        return stage(s, path, dry_run)
+    sent.append(path)
+    return f"../{path.name}"
+
+
+def docker_image(c, s: Settings, tag: str, build: bool, dry_run: bool) -> str:
+    reference = f"{s.require_image()}:{tag}"
+    if dry_run:
+        print(f"would check that the registry holds {reference}" + (" and build and push it if not" if build else ""))
+        return f"docker://{reference}"
+    client = docker_client()
+    if not registry_has(client, reference):
+        if not build:
+            raise Exit(f"{reference} is not in the registry; run `invoke build-image push-image` or add --build.")
+        build_image(c)
+        push_image(c, tag=tag)
+    return f"docker://{reference}"
+
+
+def sif_image(c, s: Settings, tag: str, build: bool, dry_run: bool, sent: list[Path]) -> str:
+    path = sif_path(s, tag)
+    staged = s.htcondor.osdf_path and (staging_dir(s) / path.name).is_file()
+    if not path.is_file() and not staged:
+        if not build:
+            raise Exit(f"{path.name} does not exist; run `invoke build-sif` or add --build.")
+        if dry_run:
+            print(f"would build {path.name}")
+            return f"../{path.name}"
+        build_sif(c)
+    if staged and not path.is_file():
+        return stage(s, staging_dir(s) / path.name, dry_run)  # already there: just its URL
+    return large_input(s, path, dry_run, sent)
+
+
+def packed_environment(c, s: Settings, build: bool, dry_run: bool, sent: list[Path]) -> list[tuple[str, str]]:
+    path = pack_path(s)
+    if not path.is_file():
+        if not build:
+            raise Exit(f"{path.name} (packed from this pixi.lock) does not exist; run `invoke pack` or add --build.")
+        if dry_run:
+            print(f"would pack {path.name} and check request_disk against its size")
+            return [("pack_file", path.name), ("pack_input", f"../{path.name}")]
+        pack(c)
+    check_pack_disk(s, path)
+    return [("pack_file", path.name), ("pack_input", large_input(s, path, dry_run, sent))]
+
+
+def back_up_model(directory: Path) -> Path | None:
+    """Move an earlier mnist_cnn.pt aside, as the lesson's submit.sh does, so no job overwrites it."""
+    model = directory / "mnist_cnn.pt"
+    if not model.is_file():
+        return None
+    stamp = dt.datetime.fromtimestamp(model.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+    backup = directory / f"mnist_cnn_{stamp}.pt.bak"
+    model.replace(backup)
+    print(f"moved the earlier {model.name} to {backup.name}")
+    return backup
+
+
+@task(
+    name="submit-condor",
+    iterable=["queue"],
+    help={
+        "flavour": "docker, apptainer or pixi-pack",
+        "build": "build and push the image (or pack the environment) first when it is missing",
+        "tag": "image tag to run (default: the git short SHA)",
+        "queue": "argument set for one job, e.g. '--epochs 5 --lr 0.5'; repeat for a sweep",
+        "dry_run": "say what would happen and print the job ClassAd(s); change and submit nothing",
+        "interactive": "start an interactive job (condor_submit -interactive)",
+    },
+)
+def submit_condor(
+    c,
+    flavour: str = "docker",
+    build: bool = False,
+    tag: str = "",
+    queue=None,
+    dry_run: bool = False,
+    interactive: bool = False,
+):
+    """Submit the training to HTCondor with an immutable image tag (never :latest)."""
+    s = settings(c)
+    if flavour not in FLAVOURS:
+        raise Exit(f"--flavour must be one of {', '.join(FLAVOURS)}, not {flavour!r}.")
+    submit_file = CONDOR_DIR / f"{flavour}.sub"
+    if not submit_file.is_file():
+        raise Exit(f"{submit_file.relative_to(ROOT)} does not exist: this project has no {flavour} flavour.")
+    condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
+    commands = resource_commands(s)
+    sent: list[Path] = [ROOT / "src"]
+    archive = data_archive(c)
+    if dry_run and not archive.is_file():
+        print(f"would download and verify {archive.name} from {s.data.url}")
+        url = osdf_url(s, archive.name) if s.htcondor.osdf_path else f"../{archive.name}"
+        commands.append(("data_input", url))
+    else:
+        commands.append(("data_input", large_input(s, ensure_data(c), dry_run, sent)))
+    if flavour == "docker":
+        commands.append(("container_image", docker_image(c, s, tag or immutable_tag(), build, dry_run)))
+    elif flavour == "apptainer":
+        commands.append(("container_image", sif_image(c, s, tag or immutable_tag(), build, dry_run, sent)))
+    else:
+        commands += packed_environment(c, s, build, dry_run, sent)
+    if not s.htcondor.osdf_path:
+        report_transfer(sent)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if queue:
+            sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
+            sweep.write_text("".join(f"{args}\n" for args in queue))
+            commands.append(("train_args_file", str(sweep)))
+        ads = job_ads(submit_file.read_text(), commands, CONDOR_DIR)
+        for ad in ads or []:
+            for attribute, command in (("RequestMemory", "request_memory"), ("RequestDisk", "request_disk")):
+                if not isinstance(ad.get(attribute), int):
+                    raise Exit(
+                        f"{command} in {submit_file.relative_to(ROOT)} is not a size (HTCondor would read it as "
+                        f"{str(ad.get(attribute)).strip('/')}); write one such as 8GB."
+                    )
+        appended = [arg for key, value in commands for arg in ("-append", f"{key} = {value}")]
+        argv = [
+            condor_submit or "condor_submit",
+            *appended,
+            *(["-interactive"] if interactive else []),
+            submit_file.name,
+        ]
+        if dry_run:
+            for number, ad in enumerate(ads or []):
+                print(f"# job {number}\n{json.dumps(ad, indent=1, sort_keys=True)}")
+            if ads is None:
+                print("# (the htcondor bindings are not installed: the description was not validated)")
+            if queue:
+                print(
+                    "# with train_args_file holding one line per job:\n" + "".join(f"#   {a}\n" for a in queue), end=""
+                )
+            print("# dry run: would run, in htcondor/:\n" + " ".join(_quoted(a) for a in argv))
+            return
+        back_up_model(CONDOR_DIR)
+        if interactive:
+            run(argv, "condor_submit -interactive", cwd=CONDOR_DIR)
+            return
+        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True)
+    print(out, end="")
+    match = re.search(r"submitted to cluster (\d+)", out)
+    if not match:
+        raise Exit("condor_submit did not report a cluster id; see its output above.")
+    LAST_CLUSTER.write_text(match.group(1) + "\n")
+    print(f"cluster {match.group(1)}: `invoke condor-status` follows it; results come back to htcondor/")
+
+
+def _quoted(arg: str) -> str:
+    return f'"{arg}"' if " " in arg else arg
+
+
+def last_cluster(cluster: int) -> str:
+    if cluster:
+        return str(cluster)
+    if not LAST_CLUSTER.is_file():
+        raise Exit("no cluster was submitted from here yet; pass --cluster.")
+    return LAST_CLUSTER.read_text().strip()
+
+
+def results_of(cluster: str) -> list[Path]:
+    """What a cluster's jobs sent back (renamed per job by transfer_output_remaps)."""
+    return sorted(p for p in CONDOR_DIR.glob(f"*_{cluster}_*") if p.suffix in {".pt", ".json"})
+
+
+@task(name="condor-status", help={"cluster": "cluster id (default: the last one submitted)"})
+def condor_status(c, cluster: int = 0):
+    """Show the cluster's jobs (condor_q) and where their results are."""
+    cid = last_cluster(cluster)
+    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q")
+    results = results_of(cid)
+    if results:
+        print(f"results of cluster {cid}:\n" + "\n".join(f"  {p.relative_to(ROOT)}" for p in results))
+    else:
+        where = f"htcondor/mnist_cnn_{cid}_N.pt and metrics_{cid}_N.json"
+        print(f"no results of cluster {cid} yet; they come back as {where}")
+
+
+@task(name="condor-logs", help={"cluster": "cluster id (default: the last one submitted)"})
+def condor_logs(c, cluster: int = 0):
+    """Print the job log, output and error files of a cluster."""
+    cid = last_cluster(cluster)
+    files = sorted(CONDOR_DIR.glob(f"train_{cid}*"))
+    if not files:
+        raise Exit(f"no log files for cluster {cid} in htcondor/ yet.")
+    for path in files:
+        print(f"==> {path.relative_to(ROOT)} <==\n{path.read_text(errors='replace')}")

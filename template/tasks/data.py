@@ -1,0 +1,63 @@
+"""The training data: fetch-data, and the tiny MNIST used by smoke runs."""
+
+from __future__ import annotations
+
+import random
+import struct
+import sys
+from pathlib import Path
+
+from invoke import Exit, task
+
+from .helpers import ROOT
+from .settings import settings
+
+
+def _fetcher():
+    """src/fetch_data.py: one implementation for `pixi run fetch-data` and Invoke."""
+    source = str(ROOT / "src")
+    if source not in sys.path:
+        sys.path.insert(0, source)
+    try:
+        import fetch_data
+    except ImportError:
+        raise Exit("src/fetch_data.py is missing; restore it from the template.") from None
+    return fetch_data
+
+
+def data_archive(c) -> Path:
+    return ROOT / settings(c).data.archive
+
+
+def ensure_data(c, extract: bool = False) -> Path:
+    """The verified archive, downloaded first where it is missing."""
+    data = settings(c).data
+    if not data.url:
+        raise Exit("pixi.toml names no data: set `url` (and `sha256`) under [tool.invoke-tasks.data].")
+    fetcher = _fetcher()
+    try:
+        archive = fetcher.fetch(data.url, ROOT / data.archive, data.sha256)
+        if extract:
+            fetcher.extract(archive, ROOT)
+    except fetcher.FetchError as error:
+        raise Exit(str(error)) from None
+    return archive
+
+
+@task(name="fetch-data", help={"extract": "also extract the archive into data/"})
+def fetch_data(c, extract: bool = False):
+    """Download the data archive once and verify it (the data of every job)."""
+    ensure_data(c, extract)
+
+
+def tiny_mnist(directory: Path, train: int = 128, test: int = 32) -> Path:
+    """Write a tiny random MNIST (IDX files) for smoke runs; no torch needed here."""
+    rng = random.Random(0)
+    for prefix, n in (("train", train), ("t10k", test)):
+        (directory / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">4B3I", 0, 0, 8, 3, n, 28, 28) + bytes(rng.randrange(256) for _ in range(n * 784))
+        )
+        (directory / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            struct.pack(">4BI", 0, 0, 8, 1, n) + bytes(rng.randrange(10) for _ in range(n))
+        )
+    return directory

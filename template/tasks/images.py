@@ -1,0 +1,206 @@
+"""The Docker image: build-image, test-image, push-image."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+from invoke import Exit, task
+
+from .data import tiny_mnist
+from .helpers import ROOT, git, git_is_dirty, immutable_tag, lock_digest
+from .settings import settings
+
+TEST_UID = "12345:12345"  # an arbitrary non-root user, as batch systems use
+
+
+def image_tags() -> list[str]:
+    """latest, the commit's short SHA (what jobs run) and the lock digest."""
+    return ["latest", immutable_tag(), f"lock-{lock_digest()[:12]}"]
+
+
+def docker_client():
+    try:
+        import docker
+    except ImportError:
+        raise Exit("the Docker SDK for Python is missing; run tasks in the pixi `tasks` environment.") from None
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except Exception as error:  # docker-py raises several types for an unreachable engine
+        raise Exit(
+            f"no Docker engine answers at {os.environ.get('DOCKER_HOST', 'the default socket')} ({error}); "
+            "start Docker (or set DOCKER_HOST) and try again."
+        ) from None
+    return client
+
+
+def stream_errors(chunk: dict) -> str | None:
+    """docker-py does not raise on a failed build or push: the error arrives inside the stream."""
+    if "error" in chunk or "errorDetail" in chunk:
+        return (chunk.get("error") or chunk["errorDetail"].get("message", "")).strip() or "no message"
+    return None
+
+
+def _progress(chunk: dict, state: dict) -> None:
+    """A compact progress display for docker-py's push stream."""
+    if "id" in chunk and "progressDetail" in chunk and chunk["progressDetail"].get("total"):
+        state[chunk["id"]] = chunk["progressDetail"]
+        done = sum(d.get("current", 0) for d in state.values())
+        total = sum(d.get("total", 0) for d in state.values())
+        print(f"\r  {len(state)} layers, {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB", end="", flush=True)
+    elif chunk.get("status") and "id" not in chunk:
+        print(f"\n  {chunk['status']}", flush=True)
+
+
+@task(
+    name="build-image",
+    help={
+        "environment": "pixi environment baked in (default: [tool.invoke-tasks] environment)",
+        "platform": "target platform (default: [tool.invoke-tasks] platform, from the Linux platforms)",
+        "pixi_image": "base image of the build stage (default: the pinned pixi image)",
+        "runtime_image": "base image of the runtime stage (default: the Dockerfile's)",
+        "no_cache": "rebuild every layer",
+        "network": "network for RUN steps, e.g. host (default: the engine's)",
+    },
+)
+def build_image(
+    c,
+    environment: str = "",
+    platform: str = "",
+    pixi_image: str = "",
+    runtime_image: str = "",
+    no_cache: bool = False,
+    network: str = "",
+):
+    """Build the Docker image, tagged latest, the git short SHA and the lock digest."""
+    s = settings(c)
+    if not (ROOT / "Dockerfile").is_file():
+        raise Exit("there is no Dockerfile; this project was generated without the docker container format.")
+    image = s.require_image()
+    platform = platform or s.platform
+    if not platform:
+        s.subdir  # noqa: B018 -- raises the sentence naming the missing Linux platform
+    tags = image_tags()
+    client = docker_client()
+    # Only facts pixi.toml states; the Dockerfile's own defaults cover the rest.
+    buildargs = {"PIXI_ENVIRONMENT": environment or s.environment}
+    for name, value in (("PIXI_VERSION", s.pixi_version), ("CUDA_VERSION", s.cuda_version)):
+        if value:
+            buildargs[name] = value
+    if pixi_image:
+        buildargs["PIXI_IMAGE"] = pixi_image
+    if runtime_image:
+        buildargs["RUNTIME_IMAGE"] = runtime_image
+    labels = {
+        "org.opencontainers.image.source": git("remote", "get-url", "origin") or f"file://{ROOT}",
+        "org.opencontainers.image.revision": git("rev-parse", "HEAD") or "",
+        "org.opencontainers.image.created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "org.opencontainers.image.version": tags[1],
+        "io.pixi.lock.sha256": lock_digest(),
+    }
+    print(f"building {image}:{tags[1]} ({buildargs['PIXI_ENVIRONMENT']} environment, {platform})", flush=True)
+    image_id = None
+    stream = client.api.build(
+        path=str(ROOT),
+        tag=f"{image}:{tags[1]}",
+        buildargs=buildargs,
+        labels=labels,
+        platform=platform,
+        rm=True,
+        forcerm=True,  # a failed step leaves no intermediate containers behind
+        nocache=no_cache,
+        network_mode=network or None,
+        decode=True,
+    )
+    for chunk in stream:
+        if (message := stream_errors(chunk)) is not None:
+            raise Exit(f"the image build failed: {message}")
+        if "stream" in chunk:
+            print(chunk["stream"], end="", flush=True)
+        if "aux" in chunk and "ID" in chunk["aux"]:
+            image_id = chunk["aux"]["ID"]
+    if image_id is None:
+        raise Exit("the image build ended without an image ID; see the output above.")
+    for tag in tags:
+        client.api.tag(image_id, image, tag)
+    print(f"built {image_id[:19]}: " + ", ".join(f"{image}:{t}" for t in tags))
+
+
+@task(name="test-image", help={"tag": "image tag to test (default: the git short SHA)"})
+def test_image(c, tag: str = ""):
+    """Run the GPU check and a 1-epoch dry run in the image, as a non-root UID without HOME."""
+    reference = f"{settings(c).require_image()}:{tag or immutable_tag()}"
+    client = docker_client()
+    with tempfile.TemporaryDirectory() as data_dir:
+        os.chmod(data_dir, 0o755)  # readable by the container's non-root user
+        tiny_mnist(Path(data_dir))
+        runs = {
+            "GPU check": ["python", "/app/src/torch_detect_GPU.py"],
+            "1-epoch dry run": [
+                "python",
+                "/app/src/torch_MNIST.py",
+                "--data-dir",
+                "/data",
+                "--epochs",
+                "1",
+                "--dry-run",
+            ],
+        }
+        for what, command in runs.items():
+            print(f"# {what} in {reference} as uid {TEST_UID}", flush=True)
+            container = client.containers.run(
+                reference,
+                command,
+                user=TEST_UID,
+                environment={"HOME": ""},
+                working_dir="/tmp",
+                volumes={data_dir: {"bind": "/data", "mode": "ro"}},
+                network_mode="none",
+                detach=True,
+            )
+            try:
+                status = container.wait(timeout=600)["StatusCode"]
+                print(container.logs().decode(errors="replace"), end="", flush=True)
+            finally:
+                container.remove(force=True)
+            if status != 0:
+                raise Exit(f"{what} failed in {reference} (exit status {status}).")
+    print(f"{reference}: image tests passed")
+
+
+@task(
+    name="push-image",
+    help={"allow_dirty": "push although the git tree has uncommitted changes", "tag": "push only this tag"},
+)
+def push_image(c, allow_dirty: bool = False, tag: str = ""):
+    """Push the image's tags to the registry; any error in the push stream is a failure."""
+    image = settings(c).require_image()
+    if git_is_dirty() and not allow_dirty:
+        raise Exit("the git tree has uncommitted changes, so the SHA tag would lie; commit them or pass --allow-dirty.")
+    client = docker_client()
+    for name in [tag] if tag else image_tags():
+        print(f"pushing {image}:{name}", flush=True)
+        state: dict = {}
+        for chunk in client.api.push(image, tag=name, stream=True, decode=True):
+            if (message := stream_errors(chunk)) is not None:
+                raise Exit(f"pushing {image}:{name} failed: {message}")
+            _progress(chunk, state)
+        print(f"\npushed {image}:{name}", flush=True)
+
+
+def registry_has(client, reference: str) -> bool:
+    """Whether the registry holds ``reference`` (asks the registry, not the local engine)."""
+    import docker
+
+    try:
+        client.images.get_registry_data(reference)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as error:
+        if "not found" in str(error).lower() or "unknown" in str(error).lower():
+            return False
+        raise Exit(f"could not ask the registry about {reference} ({error}).") from None
+    return True

@@ -1,0 +1,230 @@
+"""The project's settings: one typed object, read on first use.
+
+Sources, later ones winning: facts derived from pixi.toml (name, environments, platforms,
+CUDA, pinned pixi), `[tool.invoke-tasks]` in pixi.toml, Invoke configuration under
+`project`, and INVOKE_PROJECT_* environment variables (INVOKE_PROJECT_IMAGE,
+INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY, ...). A hand-written pixi.toml without
+`[tool.invoke-tasks]` works: every setting has a default or a task says what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass, field, fields
+
+from invoke import Exit, task
+
+from .helpers import MANIFEST, ROOT, git, read_toml
+
+# pixi's subdir -> the container engine's platform, for the Linux platforms containers run on.
+CONTAINER_PLATFORMS = {"linux-64": "linux/amd64", "linux-aarch64": "linux/arm64", "linux-ppc64le": "linux/ppc64le"}
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    url: str = ""
+    archive: str = "MNIST_data.tar.gz"
+    sha256: str = ""
+    git_blob: str = ""
+
+
+@dataclass(frozen=True)
+class HTCondorSettings:
+    request_memory: str = ""
+    request_disk: str = ""
+    request_gpus: int = 0
+    gpu_min_capability: str = ""
+    chtc_gpu_lab: bool = False
+    # Where large files (the .sif, the pack, the data) are read from by jobs (osdf:///...),
+    # and the directory on this access point that is published there.
+    osdf_path: str = ""
+    staging_dir: str = ""
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    partition: str = ""
+    account: str = ""
+    time: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    image: str = ""
+    environment: str = ""
+    environments: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    platform: str = ""
+    cuda_version: str = ""
+    pixi_version: str = ""
+    container_formats: tuple[str, ...] = ()
+    data: DataSettings = field(default_factory=DataSettings)
+    htcondor: HTCondorSettings = field(default_factory=HTCondorSettings)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+
+    @property
+    def subdir(self) -> str:
+        """pixi's platform for containers and packs (linux/arm64 -> linux-aarch64)."""
+        for subdir, platform in CONTAINER_PLATFORMS.items():
+            if platform == self.platform:
+                return subdir
+        raise Exit(
+            f"no Linux platform to build for (platform {self.platform!r}, workspace platforms "
+            f"{', '.join(self.platforms) or 'none'}); add linux-64 or linux-aarch64 to pixi.toml."
+        )
+
+    def require_image(self) -> str:
+        if not self.image:
+            raise Exit("no image name: set `image` under [tool.invoke-tasks] in pixi.toml (or INVOKE_PROJECT_IMAGE).")
+        return self.image
+
+
+SECTIONS = {"data": DataSettings, "htcondor": HTCondorSettings, "slurm": SlurmSettings}
+DERIVED = {"name", "environments", "platforms", "cuda_version", "pixi_version"}
+_cache: dict[tuple, Settings] = {}
+
+
+def settings(c=None) -> Settings:
+    """The settings, read once per process (per set of Invoke overrides)."""
+    overrides = dict(c.config.get("project", {}) or {}) if c is not None else {}
+    key = tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in overrides.items()))
+    if key not in _cache:
+        _cache[key] = load(read_toml(MANIFEST), overrides, os.environ)
+    return _cache[key]
+
+
+def _underscored(table: dict) -> dict:
+    return {k.replace("-", "_"): _underscored(v) if isinstance(v, dict) else v for k, v in table.items()}
+
+
+def _coerce(kind, value, where: str):
+    """A value from TOML or an environment variable, as the field's type."""
+    text = str(value).strip()
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        if text.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if text.lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise Exit(f"{where} must be true or false, not {text!r}.")
+    if kind in (int, "int"):
+        try:
+            return int(text)
+        except ValueError:
+            raise Exit(f"{where} must be a whole number, not {text!r}.") from None
+    if str(kind).startswith("tuple"):
+        if isinstance(value, (list, tuple)):
+            return tuple(str(v) for v in value)
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return text
+
+
+def _apply(cls, base: dict, table: dict, where: str, section: str = "") -> dict:
+    known = {f.name: f for f in fields(cls)}
+    for key, value in table.items():
+        if key in SECTIONS and cls is Settings:
+            continue  # a section, applied on its own
+        if key not in known or key in DERIVED:
+            names = ", ".join(sorted(k.replace("_", "-") for k in known if k not in DERIVED))
+            raise Exit(f"{where} has no setting '{section}{key.replace('_', '-')}' (known: {names}).")
+        base[key] = _coerce(known[key].type, value, f"{section}{key.replace('_', '-')} (from {where})")
+    return base
+
+
+def _environment_overrides(environ) -> dict:
+    """INVOKE_PROJECT_X and INVOKE_PROJECT_SECTION_X, as a nested table."""
+    table: dict = {}
+    for key, value in environ.items():
+        if not key.startswith("INVOKE_PROJECT_"):
+            continue
+        name = key.removeprefix("INVOKE_PROJECT_").lower()
+        section = next((s for s in SECTIONS if name.startswith(s + "_")), None)
+        if section:
+            table.setdefault(section, {})[name.removeprefix(section + "_")] = value
+        else:
+            table[name] = value
+    return table
+
+
+def _version_of(spec) -> str:
+    """'12.9.*' or '>=12.4,<13' or { version = "12.9" } -> the first version number."""
+    if isinstance(spec, dict):
+        spec = spec.get("version", "")
+    match = re.search(r"[0-9]+(?:\.[0-9]+)?", str(spec))
+    return match.group(0) if match else ""
+
+
+def derived_facts(manifest: dict) -> dict:
+    """What the rest of pixi.toml already says; works for hand-written manifests too."""
+    workspace = manifest.get("workspace") or manifest.get("project") or {}
+    features = manifest.get("feature", {})
+    platforms = []
+    for entry in workspace.get("platforms", []):
+        subdir = entry.get("platform", "") if isinstance(entry, dict) else str(entry)
+        if subdir and subdir not in platforms:
+            platforms.append(subdir)
+    # CUDA: the gpu feature's cuda-version, else any dependency table's, else the platform promise.
+    cuda = ""
+    tables = [features.get("gpu", {}).get("dependencies", {}), manifest.get("dependencies", {})]
+    tables += [f.get("dependencies", {}) for f in features.values()]
+    for table in tables:
+        if "cuda-version" in table:
+            cuda = _version_of(table["cuda-version"])
+            break
+    if not cuda:
+        promises = [e.get("cuda") for e in workspace.get("platforms", []) if isinstance(e, dict) and e.get("cuda")]
+        promises.append(manifest.get("system-requirements", {}).get("cuda"))
+        cuda = next((_version_of(p) for p in promises if p), "")
+    match = re.search(r">=\s*([0-9][0-9.]*)", str(workspace.get("requires-pixi", "")))
+    environments = ["default", *(e for e in manifest.get("environments", {}) if e != "default")]
+    platform = next((CONTAINER_PLATFORMS[p] for p in CONTAINER_PLATFORMS if p in platforms), "")
+    return {
+        "name": str(workspace.get("name") or ROOT.name),
+        "environments": tuple(environments),
+        "platforms": tuple(platforms),
+        "cuda_version": cuda,
+        "pixi_version": match.group(1) if match else "",
+        "environment": "gpu" if "gpu" in environments else "default",
+        "platform": platform,
+        "image": _image_from_remote(),
+    }
+
+
+def _image_from_remote() -> str:
+    """ghcr.io/OWNER/REPO for a GitHub remote: a sensible default where pixi.toml names none."""
+    remote = git("remote", "get-url", "origin") or ""
+    match = re.search(r"github\.com[:/]([^/]+)/([^/]+?)(?:\.git)?/?$", remote)
+    return f"ghcr.io/{match.group(1)}/{match.group(2)}".lower() if match else ""
+
+
+def load(manifest: dict, overrides: dict, environ) -> Settings:
+    values = derived_facts(manifest)
+    sections: dict[str, dict] = {name: {} for name in SECTIONS}
+    layers = [
+        ("pixi.toml [tool.invoke-tasks]", _underscored(manifest.get("tool", {}).get("invoke-tasks", {}))),
+        ("Invoke's `project` configuration", _underscored(overrides)),
+        ("the INVOKE_PROJECT_* variables", _environment_overrides(environ)),
+    ]
+    for where, table in layers:
+        _apply(Settings, values, table, where)
+        for name, cls in SECTIONS.items():
+            if isinstance(table.get(name), dict):
+                _apply(cls, sections[name], table[name], where, f"{name}.")
+    result = Settings(**values, **{name: cls(**sections[name]) for name, cls in SECTIONS.items()})
+    if result.environment not in result.environments:
+        raise Exit(
+            f"the environment {result.environment!r} is not in pixi.toml (environments: "
+            f"{', '.join(result.environments)}); set `environment` under [tool.invoke-tasks]."
+        )
+    return result
+
+
+@task(name="settings")
+def show_settings(c):
+    """Print the effective settings (pixi.toml, then Invoke configuration, then INVOKE_PROJECT_*)."""
+    print(json.dumps(dataclasses.asdict(settings(c)), indent=2))

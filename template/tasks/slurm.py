@@ -1,0 +1,91 @@
+"""SLURM: submit-slurm, slurm-status."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+
+from invoke import Exit, task
+
+from .apptainer import sif_name
+from .helpers import ROOT, git, run, tool
+from .settings import settings
+
+SLURM_DIR = ROOT / "slurm"
+SLURM_SCRIPT = SLURM_DIR / "train.sbatch"
+LAST_JOB = SLURM_DIR / ".last-job"
+
+
+def sbatch_options(c) -> list[str]:
+    """pixi.toml's [tool.invoke-tasks.slurm] as sbatch options (they win over #SBATCH lines)."""
+    slurm = settings(c).slurm
+    pairs = (("--partition", slurm.partition), ("--account", slurm.account), ("--time", slurm.time))
+    return [f"{flag}={value}" for flag, value in pairs if value]
+
+
+@task(
+    name="submit-slurm",
+    help={"args": "arguments for torch_MNIST.py, e.g. '--epochs 5'", "sbatch_option": "extra sbatch option"},
+    iterable=["sbatch_option"],
+)
+def submit_slurm(c, args: str = "", sbatch_option=None):
+    """Submit the training with sbatch and print the job id."""
+    if not SLURM_SCRIPT.is_file():
+        raise Exit("slurm/train.sbatch does not exist: this project was generated without SLURM.")
+    sbatch = tool("sbatch", "submit from a SLURM login node")
+    if not (ROOT / "data").is_dir() and not (ROOT / settings(c).data.archive).is_file():
+        raise Exit("neither data/ nor the data archive is here; run `invoke fetch-data` first.")
+    argv = [sbatch, "--parsable", f"--chdir={ROOT}", f"--output={SLURM_DIR / 'train_%j.out'}"]
+    # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name.
+    sha = git("rev-parse", "--short=7", "HEAD")
+    if sha:
+        argv.append(f"--export=ALL,SIF={ROOT / sif_name(settings(c), sha)}")
+    argv += sbatch_options(c) + list(sbatch_option or []) + [str(SLURM_SCRIPT), *shlex.split(args)]
+    job_id = run(argv, "sbatch", capture=True).strip().split(";")[0]
+    if not job_id.isdigit():
+        raise Exit(f"sbatch printed {job_id!r} instead of a job id.")
+    LAST_JOB.write_text(job_id + "\n")
+    print(f"job {job_id}: `invoke slurm-status` follows it; its output goes to slurm/train_{job_id}.out")
+
+
+def slurm_state(job_id: str) -> str | None:
+    """The job's state from scontrol (sacct needs accounting, which many clusters lack)."""
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False).stdout
+    match = re.search(r"JobState=(\S+)", out)
+    return match.group(1) if match else None
+
+
+def accounting_enabled() -> bool:
+    """Whether sacct can answer: the cluster stores accounting (many small clusters do not)."""
+    if shutil.which("sacct") is None:
+        return False
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=False).stdout
+    match = re.search(r"^AccountingStorageType\s*=\s*(\S+)", out, re.M)
+    return bool(match) and match.group(1) != "accounting_storage/none"
+
+
+@task(
+    name="slurm-status", help={"job": "job id (default: the last one submitted)", "log": "also print the job's output"}
+)
+def slurm_status(c, job: int = 0, log: bool = False):
+    """Show a SLURM job's state (squeue/scontrol; sacct only where accounting exists) and its output."""
+    job_id = str(job) if job else (LAST_JOB.read_text().strip() if LAST_JOB.is_file() else "")
+    if not job_id:
+        raise Exit("no job was submitted from here yet; pass --job.")
+    tool("scontrol", "run it on a SLURM login node")
+    state = slurm_state(job_id)
+    if state is None and accounting_enabled():
+        out = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, check=False
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            state = out.stdout.strip()
+    print(f"job {job_id}: {state or 'unknown (no longer known to slurmctld, and no accounting)'}")
+    output = SLURM_DIR / f"train_{job_id}.out"
+    print(f"output: {output.relative_to(ROOT)}" + ("" if output.is_file() else " (not written yet)"))
+    if log and output.is_file():
+        print(output.read_text(errors="replace"))
+    if state and state.split()[0] in {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}:
+        raise Exit(f"job {job_id} ended {state}.")

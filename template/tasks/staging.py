@@ -1,0 +1,78 @@
+"""Large files for HTCondor jobs: staged under OSDF, or sent by the access point.
+
+CHTC and the OSPool ask that files over about 100 MB (a .sif, a pack, often the data) do
+not go through the access point's file transfer: they are copied to a directory that is
+published on OSDF and jobs read them as osdf:///... URLs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from invoke import Exit
+
+from .helpers import human_size
+from .settings import Settings
+
+TRANSFER_LIMIT = 100 * 2**20  # CHTC's guidance for files sent through the access point
+
+# OSDF namespaces whose directory on the access point is known.
+KNOWN_NAMESPACES = [
+    (r"^osdf:///chtc/staging/(.+)$", r"/staging/\1"),
+    (r"^osdf:///ospool/(ap\d+)/data/(.+)$", r"/ospool/\1/data/\2"),
+]
+
+
+def osdf_url(s: Settings, filename: str) -> str:
+    return f"{s.htcondor.osdf_path.rstrip('/')}/{filename}"
+
+
+def staging_dir(s: Settings) -> Path:
+    """The directory on this access point that holds what osdf_path publishes."""
+    if s.htcondor.staging_dir:
+        return Path(s.htcondor.staging_dir)
+    for pattern, local in KNOWN_NAMESPACES:
+        if re.match(pattern, s.htcondor.osdf_path):
+            return Path(re.sub(pattern, local, s.htcondor.osdf_path))
+    raise Exit(
+        f"cannot tell which directory here publishes {s.htcondor.osdf_path}; set `staging-dir` under "
+        "[tool.invoke-tasks.htcondor] in pixi.toml."
+    )
+
+
+def stage(s: Settings, path: Path, dry_run: bool = False) -> str:
+    """Copy ``path`` into the staging directory (once; atomically) and return its osdf:// URL."""
+    url = osdf_url(s, path.name)
+    target = staging_dir(s) / path.name
+    if target.is_file() and target.stat().st_size == path.stat().st_size:
+        print(f"{path.name} is already staged as {url}")
+        return url
+    if dry_run:
+        print(f"would stage {path.name} ({human_size(path.stat().st_size)}) to {target} ({url})")
+        return url
+    if not target.parent.is_dir():
+        raise Exit(f"the staging directory {target.parent} does not exist; create it or fix `osdf-path`.")
+    partial = target.with_name(target.name + ".part")
+    try:
+        shutil.copyfile(path, partial)
+        os.replace(partial, target)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise Exit(f"staging {path.name} to {target.parent} failed ({error.strerror}).") from None
+    print(f"staged {path.name} ({human_size(path.stat().st_size)}) as {url}")
+    return url
+
+
+def report_transfer(paths: list[Path]) -> None:
+    """Say how much goes through the access point, and warn where it is too much."""
+    total = sum(p.stat().st_size for p in paths if p.is_file())
+    print(f"the access point transfers {human_size(total)} per job ({', '.join(p.name for p in paths)})")
+    for path in paths:
+        if path.is_file() and path.stat().st_size > TRANSFER_LIMIT:
+            print(
+                f"note: {path.name} is {human_size(path.stat().st_size)}; files over 100 MB should come from "
+                "OSDF: set `osdf-path` under [tool.invoke-tasks.htcondor]."
+            )
