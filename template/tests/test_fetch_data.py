@@ -31,7 +31,8 @@ def git_hash_object(path) -> str:
     git = shutil.which("git")
     if git is None:
         pytest.skip("git is not installed")
-    return subprocess.run([git, "hash-object", "--no-filters", str(path)], capture_output=True, text=True).stdout.strip()
+    result = subprocess.run([git, "hash-object", "--no-filters", str(path)], capture_output=True, text=True)
+    return result.stdout.strip()
 
 
 @pytest.mark.parametrize("content", [b"", b"hello\n", bytes(range(256)) * 5000], ids=["empty", "text", "1.3MB"])
@@ -142,7 +143,8 @@ def test_cli_downloads_verifies_extracts_then_does_nothing(tarball, tmp_path):
 
 def test_cli_refuses_a_corrupt_archive_in_one_sentence(tmp_path):
     (tmp_path / "a.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
-    result = run_cli(tmp_path, "--url", "http://127.0.0.1:9/x", "--output", "a.tar.gz", "--git-blob", "", "--sha256", "", "--extract", ".")
+    unpinned = ("--git-blob", "", "--sha256", "")
+    result = run_cli(tmp_path, "--url", "http://127.0.0.1:9/x", "--output", "a.tar.gz", *unpinned, "--extract", ".")
     assert result.returncode == 1 and "cannot extract" in result.stderr and "Traceback" not in result.stderr
 
 
