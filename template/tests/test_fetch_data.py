@@ -109,6 +109,20 @@ def test_a_deleted_extracted_file_is_extracted_again(tarball, tmp_path):
     assert fetch_data.extract(target, tmp_path / "x") is True and member.is_file()
 
 
+def test_an_archive_that_fails_half_way_leaves_nothing_extracted(tmp_path):
+    good = tmp_path / "good"
+    good.write_bytes(b"x" * 100)
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(good, arcname="data/MNIST/raw/first")
+        tar.add(good, arcname="../outside")  # refused by tarfile's "data" filter
+    into = tmp_path / "into"
+    with pytest.raises(tarfile.TarError):
+        fetch_data.extract(archive, into)
+    assert list(into.iterdir()) == [] and not (tmp_path / "outside").exists()
+    assert "extracted" not in fetch_data.read_stamp(archive)
+
+
 def test_offline_is_said_clearly(tmp_path):
     with pytest.raises(fetch_data.FetchError, match="offline"):
         fetch_data.fetch("http://127.0.0.1:9/MNIST_data.tar.gz", tmp_path / "out" / "MNIST_data.tar.gz", timeout=5)
