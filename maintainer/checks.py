@@ -19,6 +19,8 @@ from pathlib import Path
 # The bindings need no pool to turn submit text into job ads; say so before they warn.
 os.environ.setdefault("CONDOR_CONFIG", os.devnull)
 ROOT = Path(__file__).resolve().parent.parent
+# conda subdirs that can hold a CUDA platform entry (conda-forge builds CUDA PyTorch for both).
+LINUX_SUBDIRS = ("linux-64", "linux-aarch64")
 DEFAULT_SCHEMA = ROOT.parent / "shared" / "schemas" / "pixi-manifest-v0.77.0.json"
 
 
@@ -88,8 +90,8 @@ def manifest_semantics(manifest: dict) -> list[str]:
         platforms = gpu.get("platforms", [])
         for name in platforms:
             entry = named.get(name)
-            if entry is None or entry.get("platform") != "linux-64" or "cuda" not in entry:
-                problems.append(f"feature.gpu platform {name!r} must be a linux-64 workspace platform declaring cuda")
+            if entry is None or entry.get("platform") not in LINUX_SUBDIRS or "cuda" not in entry:
+                problems.append(f"feature.gpu platform {name!r} must be a Linux workspace platform declaring cuda")
             else:
                 pin_major = str(deps.get("cuda-version", "")).split(".")[0]
                 if str(entry["cuda"]).split(".")[0] != pin_major:
@@ -97,9 +99,16 @@ def manifest_semantics(manifest: dict) -> list[str]:
                         f"platform {name!r} declares cuda {entry['cuda']} but cuda-version is {pin_major}.x"
                     )
         if not platforms:
-            problems.append("feature.gpu must be limited to the linux-64 CUDA platform")
+            problems.append("feature.gpu must be limited to the CUDA platform")
         if "gpu" not in environments.get("gpu", {}).get("features", []):
             problems.append("environment gpu must include the gpu feature")
+    # A feature without `platforms` is solved for every workspace platform, named CUDA ones
+    # included (extra solves, a bigger lock): the CPU-side features list the plain ones.
+    plain = [e for e in entries if isinstance(e, str)]
+    for feature in ("cpu", "test", "tasks"):
+        listed = features.get(feature, {}).get("platforms")
+        if listed is None or set(listed) != set(plain):
+            problems.append(f"feature.{feature} must list exactly the plain platforms {plain}, not {listed}")
     if "system-requirements" in manifest:
         problems.append("[system-requirements] is deprecated since pixi 0.71; declare CUDA on a platform entry")
     tasks = manifest.get("tasks", {})
