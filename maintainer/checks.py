@@ -267,12 +267,12 @@ def _has_shell_shebang(path: Path) -> bool:
 
 def shell_scripts(project: Path) -> list[Path]:
     """Job scripts and the entrypoint (bash/sh shebang), and sourced files named *.sh."""
-    scripts = []
-    for path in sorted(project.rglob("*")):
-        if path.is_file() and not {".git", ".pixi"} & set(path.parts) and path.suffix not in {".py", ".pt"}:
-            if path.suffix == ".sh" or _has_shell_shebang(path):
-                scripts.append(path)
-    return scripts
+    candidates = [
+        path
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and not {".git", ".pixi"} & set(path.parts) and path.suffix not in {".py", ".pt"}
+    ]
+    return [path for path in candidates if path.suffix == ".sh" or _has_shell_shebang(path)]
 
 
 def check_shell(project: Path) -> list[Finding]:
