@@ -7,6 +7,7 @@ installed gives a *skipped* row with the reason and the install command, never a
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -165,7 +166,8 @@ def check_dockerfile(project: Path) -> list[Finding]:
     ]
     text = (project / "Dockerfile").read_text()
     problems = []
-    if re.search(r"^\s*(COPY|ADD)\s+--chmod", text, re.M):
+    # Flags come in any order: `COPY --from=build --chmod=...` needs BuildKit just the same.
+    if re.search(r"^\s*(COPY|ADD)[\s\\]+(--\S+[\s\\]+)*--chmod\b", text, re.M | re.I):
         problems.append("COPY --chmod needs BuildKit; the classic builder rejects it")
     if len(re.findall(r"^FROM\s", text, re.M)) < 2:
         problems.append("the Dockerfile must have a build and a runtime stage")
@@ -358,10 +360,11 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
         problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected {condor['request-gpus']}")
     if gpu and str(ad.get("GPUsMinCapability", "")) == "":
         problems.append("no minimum GPU capability")
-    expected_memory = _megabytes(condor["request-memory"])
+    # RequestMemory is in MiB (rounded up), RequestDisk in KiB; bare numbers mean MiB and KiB.
+    expected_memory = math.ceil(_kib(condor["request-memory"], "M") / 1024)
     if ad.get("RequestMemory") != expected_memory:
         problems.append(f"RequestMemory is {ad.get('RequestMemory')}, expected {expected_memory}")
-    if ad.get("RequestDisk") != _megabytes(condor["request-disk"]) * 1024:
+    if ad.get("RequestDisk") != math.ceil(_kib(condor["request-disk"], "K")):
         problems.append(f"RequestDisk is {ad.get('RequestDisk')} KiB, expected {condor['request-disk']}")
     inputs = [item.strip() for item in str(ad.get("TransferInput", "")).split(",")]
     if "../src" not in inputs or not any(i.endswith("MNIST_data.tar.gz") for i in inputs):
@@ -369,14 +372,37 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
     outputs = [item.strip() for item in str(ad.get("TransferOutput", "")).split(",")]
     if outputs != ["mnist_cnn.pt", "metrics.json"]:
         problems.append(f"TransferOutput {outputs} must be mnist_cnn.pt, metrics.json")
-    if path.read_text().count("\nrequirements") > 1:
+    return problems + submit_text_problems(path.read_text())
+
+
+# What condor_submit reads as a size: a number with an optional unit (K/KB, M/MB, G/GB, T/TB,
+# any case, an optional space); the bindings turn anything else into an attribute reference.
+SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]B?)?", re.I)
+
+
+def submit_text_problems(text: str) -> list[str]:
+    """What the bindings accept silently but a submission gets wrong (submit keywords ignore case)."""
+    problems = []
+    if len(re.findall(r"^\s*requirements\s*=", text, re.M | re.I)) > 1:
         problems.append("more than one requirements line: the last one silently wins")
+    queues = len(re.findall(r"^\s*queue\b(?!\s*=)", text, re.M | re.I))
+    if queues != 1:
+        problems.append(f"{queues} queue statements: a submit file needs exactly one (the tasks fill it)")
+    for key in ("request_memory", "request_disk"):
+        values = re.findall(rf"^\s*{key}\s*=\s*(.*?)\s*$", text, re.M | re.I)
+        if len(values) != 1 or not SIZE.fullmatch(values[0]):
+            problems.append(f"{key} must be set once to a size such as 8GB, 8 GB or 8192 (got {values})")
     return problems
 
 
-def _megabytes(size: str) -> int:
-    number, unit = re.fullmatch(r"([0-9.]+)\s*([KMGT]B)", size.strip()).groups()
-    return int(float(number) * {"KB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024**2}[unit])
+def _kib(size: str, bare_unit: str) -> float:
+    """A size in KiB, as condor_submit reads it; a bare number counts in ``bare_unit``."""
+    match = SIZE.fullmatch(size.strip())
+    if match is None:
+        raise ValueError(f"{size!r} is not a size such as 8GB, 8 GB or 8192")
+    number, unit = match.groups()
+    unit = (unit or bare_unit).upper().rstrip("B")
+    return float(number) * {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}[unit]
 
 
 def check_htcondor(project: Path) -> list[Finding]:
