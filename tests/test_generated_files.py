@@ -33,13 +33,21 @@ CASES = [
 ]
 
 EXPECTED_FILES = {
-    "defaults": {"Dockerfile", "htcondor/docker.sub", "htcondor/pixi-pack.sub", ".github/workflows/docker.yml"},
+    "defaults": {
+        "Dockerfile",
+        "apptainer.def",  # researchers expect both formats (issue 11)
+        "htcondor/docker.sub",
+        "htcondor/apptainer.sub",
+        "htcondor/pixi-pack.sub",
+        ".github/workflows/docker.yml",
+        ".github/workflows/apptainer.yml",
+    },
     "cpu-linux": {"pixi.toml", "src/torch_MNIST.py", "tasks/__init__.py", "tasks/local.py"},
     "apptainer-slurm": {"apptainer.def", "slurm/train.sbatch", ".github/workflows/apptainer.yml"},
     "everything": {"Dockerfile", "apptainer.def", "htcondor/apptainer.sub", "slurm/train.sbatch"},
 }
 ABSENT_FILES = {
-    "defaults": {"apptainer.def", "slurm", "htcondor/apptainer.sub"},
+    "defaults": {"slurm"},
     "cpu-linux": {"Dockerfile", "apptainer.def", "htcondor", "slurm", ".github", "container", ".dockerignore"},
     "apptainer-slurm": {"Dockerfile", "htcondor", ".github/workflows/docker.yml"},
     "everything": set(),
@@ -85,6 +93,10 @@ def test_one_place_for_each_fact(renderings, preset):
         assert f"ARG PIXI_VERSION={pixi_version}\n" in (project / "Dockerfile").read_text()
     if (project / "apptainer.def").exists():
         assert f"From: ghcr.io/prefix-dev/pixi:{pixi_version}\n" in (project / "apptainer.def").read_text()
+    platform = manifest["tool"]["invoke-tasks"].get("platform")
+    if (project / ".github/workflows/docker.yml").exists():
+        steps = yaml.safe_load((project / ".github/workflows/docker.yml").read_text())["jobs"]["build"]["steps"]
+        assert next(s for s in steps if s.get("name") == "Build")["with"]["platforms"] == platform
     if (project / ".github/workflows/tests.yml").exists():
         assert f"pixi-version: v{pixi_version}\n" in (project / ".github/workflows/tests.yml").read_text()
     if answers["gpu"]:

@@ -1,0 +1,64 @@
+"""Containers, packs and CI images follow the Linux platform the project has."""
+
+from __future__ import annotations
+
+import yaml
+
+from maintainer.checks import read_manifest, run_checks
+from maintainer.render import render
+
+ARM_ONLY = {"platforms": ["linux-aarch64", "osx-arm64"], "container_formats": ["docker", "apptainer"]}
+
+
+def test_an_arm_only_project_builds_arm_images(tmp_path):
+    project = render(tmp_path / "arm", ARM_ONLY)
+    manifest = read_manifest(project)
+    assert manifest["tool"]["invoke-tasks"]["platform"] == "linux/arm64"
+    docker = yaml.safe_load((project / ".github/workflows/docker.yml").read_text())["jobs"]["build"]
+    assert docker["runs-on"] == "ubuntu-24.04-arm"
+    build = next(s for s in docker["steps"] if s.get("name") == "Build")
+    assert build["with"]["platforms"] == "linux/arm64"
+    apptainer = yaml.safe_load((project / ".github/workflows/apptainer.yml").read_text())["jobs"]["build"]
+    assert apptainer["runs-on"] == "ubuntu-24.04-arm"
+    # The vendored tasks read the platform from pixi.toml (their help text is theirs to word).
+    files = [p for p in project.rglob("*") if p.is_file() and p.name != "tasks.py" and "tasks" not in p.parts]
+    leftovers = [p for p in files if "amd64" in p.read_text(errors="replace")]
+    assert not leftovers, f"amd64 named in an arm-only project: {leftovers}"
+    # pixi-pack and the CUDA entry go to the Linux platform the project has.
+    assert "pixi-pack" in manifest["feature"]["tasks"]["target"]["linux-aarch64"]["dependencies"]
+    assert {"name": "linux-aarch64-cuda", "platform": "linux-aarch64", "cuda": "12"} in manifest["workspace"][
+        "platforms"
+    ]
+    failed = [f.line() for f in run_checks(project, ["pixi", "workflows"]) if not f.ok and not f.skipped]
+    assert not failed, failed
+
+
+def test_linux_64_stays_the_container_platform_when_both_are_chosen(renderings):
+    manifest = read_manifest(renderings["everything"])
+    assert manifest["tool"]["invoke-tasks"]["platform"] == "linux/amd64"
+    assert {"name": "linux-64-cuda", "platform": "linux-64", "cuda": "12"} in manifest["workspace"]["platforms"]
+
+
+def test_cpu_side_features_are_solved_for_plain_platforms_only(renderings):
+    manifest = read_manifest(renderings["everything"])
+    plain = [p for p in manifest["workspace"]["platforms"] if isinstance(p, str)]
+    for feature in ("cpu", "test", "tasks"):
+        assert manifest["feature"][feature]["platforms"] == plain, feature
+    assert manifest["feature"]["gpu"]["platforms"] == ["linux-64-cuda"]
+
+
+def test_lock_v7_readers_are_floored(renderings):
+    manifest = read_manifest(renderings["everything"])
+    assert manifest["feature"]["tasks"]["dependencies"]["py-rattler"] == ">=0.24"
+    assert manifest["feature"]["tasks"]["target"]["linux-64"]["dependencies"]["pixi-pack"] == ">=0.7.8,<0.8"
+
+
+def test_a_project_without_linux_renders_no_container_platform(tmp_path):
+    answers = {"platforms": ["osx-arm64"], "gpu": False, "container_formats": [], "batch_systems": []}
+    project = render(tmp_path / "mac", answers)
+    manifest = read_manifest(project)
+    assert "platform" not in manifest["tool"]["invoke-tasks"]
+    assert "target" not in manifest["feature"]["tasks"]
+    assert not (project / ".github/workflows/docker.yml").exists()
+    failed = [f.line() for f in run_checks(project, ["pixi", "workflows"]) if not f.ok and not f.skipped]
+    assert not failed, failed
