@@ -24,7 +24,7 @@ import pytest
 
 from maintainer.checks import read_manifest
 from maintainer.render import git, load_answers, render
-from tests.project_helpers import dry_run_ads, write_data_tarball
+from tests.project_helpers import dry_run_ads, tiny_data_pins, write_data_tarball
 from tests.services import (
     STAND_INS,
     build_base_image,
@@ -74,6 +74,7 @@ def invoke(project, *args, docker_host="", log=None):
         **os.environ,
         "PATH": f"{STAND_INS}{os.pathsep}{os.environ['PATH']}",
         "STANDIN_LOG": str(log or project / "standin.log"),
+        **tiny_data_pins(project),
     }
     if docker_host:
         env["DOCKER_HOST"] = docker_host

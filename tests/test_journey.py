@@ -65,7 +65,7 @@ def test_every_invoke_pixi_task_names_an_invoke_task(renderings, preset):
     }
     assert calls, "no pixi task runs Invoke"
     for name, argv in calls.items():
-        assert argv[1] in known, f"pixi task {name} runs `invoke {argv[1]}`, which tasks.py does not define"
+        assert argv[1] in known, f"pixi task {name} runs `invoke {argv[1]}`, which the tasks package does not define"
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -155,8 +155,8 @@ def served(renderings, tmp_path):
     """A tiny MNIST_data.tar.gz on a local HTTP server: (url, its git blob id)."""
     root = tmp_path / "server"
     root.mkdir()
-    for name in ("pixi.toml", "tasks.py"):  # write_data_tarball uses the project's tiny_mnist
-        shutil.copy(renderings["cpu-linux"] / name, root / name)
+    shutil.copy(renderings["cpu-linux"] / "pixi.toml", root / "pixi.toml")
+    shutil.copytree(renderings["cpu-linux"] / "tasks", root / "tasks")  # write_data_tarball uses its tiny_mnist
     archive = write_data_tarball(root)
     blob = hashlib.sha1(b"blob %d\0" % archive.stat().st_size + archive.read_bytes()).hexdigest()
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))

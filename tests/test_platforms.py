@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import yaml
 
 from maintainer.checks import read_manifest, run_checks
-from maintainer.render import render
+from maintainer.render import git, render
+from tests.project_helpers import dry_run_ads, dry_run_command, tiny_data_pins, write_data_tarball
+from tests.services import STAND_INS, run_invoke
 
 ARM_ONLY = {"platforms": ["linux-aarch64", "osx-arm64"], "container_formats": ["docker", "apptainer"]}
 
@@ -62,3 +66,19 @@ def test_a_project_without_linux_renders_no_container_platform(tmp_path):
     assert not (project / ".github/workflows/docker.yml").exists()
     failed = [f.line() for f in run_checks(project, ["pixi", "workflows"]) if not f.ok and not f.skipped]
     assert not failed, failed
+
+
+def test_an_arm_only_project_submits_arm_jobs(tmp_path):
+    """HTCondor would otherwise require the submit machine's architecture (X86_64)."""
+    project = render(tmp_path / "arm", {**ARM_ONLY, "batch_systems": ["htcondor"]})
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "start")
+    archive = write_data_tarball(project)
+    (project / "pixi.lock").write_text("version: 7\n")
+    env = {**os.environ, **tiny_data_pins(project), "PATH": f"{STAND_INS}{os.pathsep}{os.environ['PATH']}"}
+    result = run_invoke(project, "submit-condor", "--flavour", "pixi-pack", "--build", "--dry-run", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (ad,) = dry_run_ads(result.stdout)
+    assert '(TARGET.Arch == "aarch64")' in ad["Requirements"] and "X86_64" not in ad["Requirements"]
+    assert "-linux-aarch64-" in dry_run_command(result.stdout) and archive.is_file()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from maintainer.render import git
-from tests.project_helpers import dry_run_ads, dry_run_command, write_data_tarball
+from tests.project_helpers import dry_run_ads, dry_run_command, tiny_data_pins, write_data_tarball
 from tests.services import STAND_INS, run_invoke
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -49,7 +49,7 @@ def short_sha(project: Path) -> str:
 def invoke(project, *args, path_dirs=(STAND_INS,), extra_env=None, system_path=True):
     log = project / ".standin.log"
     log.unlink(missing_ok=True)
-    env = {**os.environ, "STANDIN_LOG": str(log), **(extra_env or {})}
+    env = {**os.environ, "STANDIN_LOG": str(log), **tiny_data_pins(project), **(extra_env or {})}
     system = ["/usr/bin", "/bin"] if system_path else []
     env["PATH"] = os.pathsep.join([*map(str, path_dirs), str(Path(sys.executable).parent), *system])
     result = run_invoke(project, *args, env=env)
@@ -450,7 +450,10 @@ def test_every_task_on_a_hand_written_manifest_works_or_says_what_is_missing(han
         if result.returncode != 0:
             assert result.stderr.strip().splitlines()[-1].strip(), f"{name}: {result.stderr!r}"
     result, _ = invoke(hand_written, "fetch-data")
-    assert one_sentence(result) == "pixi.toml names no data: set `url` (and `sha256`) under [tool.invoke-tasks.data]."
+    assert (
+        one_sentence(result)
+        == "pixi.toml names no data: set `url` (and `git-blob` or `sha256`) under [tool.invoke-tasks.data]."
+    )
     result, _ = invoke(hand_written, "build-image")
     assert (
         one_sentence(result)

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from maintainer.render import ROOT, git
+from tests.project_helpers import project_tasks
 
 FACTS = ROOT.parent / "shared" / "facts" / "github-actions.md"
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", re.M)
@@ -46,7 +47,7 @@ def test_ci_pushes_the_tag_the_tasks_look_for(copy_of, preset):
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "rendered")
     full_sha = git(project, "rev-parse", "HEAD").strip()
-    tasks_tag = git(project, "rev-parse", "--short=7", "HEAD").strip()  # tasks.py's immutable tag
+    tasks_tag = project_tasks(project).helpers.immutable_tag()  # what submit-condor and test-image look for
     step = metadata_step(project / ".github/workflows/docker.yml")
     specs = [line.strip() for line in step["with"]["tags"].splitlines() if line.strip().startswith("type=sha")]
     assert len(specs) == 1, specs

@@ -33,10 +33,10 @@ def ensure_data(c, extract: bool = False) -> Path:
     """The verified archive, downloaded first where it is missing."""
     data = settings(c).data
     if not data.url:
-        raise Exit("pixi.toml names no data: set `url` (and `sha256`) under [tool.invoke-tasks.data].")
+        raise Exit("pixi.toml names no data: set `url` (and `git-blob` or `sha256`) under [tool.invoke-tasks.data].")
     fetcher = _fetcher()
     try:
-        archive = fetcher.fetch(data.url, ROOT / data.archive, data.sha256)
+        archive = fetcher.fetch(data.url, ROOT / data.archive, data.sha256, git_blob=data.git_blob)
         if extract:
             fetcher.extract(archive, ROOT)
     except fetcher.FetchError as error:

@@ -66,7 +66,8 @@ def immutable_tag() -> str:
 
     CI pushes the same string (docker/metadata-action `type=sha,prefix=,format=short`).
     """
-    sha = git("rev-parse", "--short=7", "HEAD")
+    # The first 7 characters, as CI cuts them: --short=7 grows where a prefix is ambiguous.
+    sha = (git("rev-parse", "HEAD") or "")[:7]
     if not sha:
         raise Exit("this project is not a git repository with a commit; commit it so images get an immutable tag.")
     return sha

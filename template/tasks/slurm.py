@@ -10,7 +10,7 @@ import subprocess
 from invoke import Exit, task
 
 from .apptainer import sif_name
-from .helpers import ROOT, git, run, tool
+from .helpers import ROOT, git, immutable_tag, run, tool
 from .settings import settings
 
 SLURM_DIR = ROOT / "slurm"
@@ -39,9 +39,8 @@ def submit_slurm(c, args: str = "", sbatch_option=None):
         raise Exit("neither data/ nor the data archive is here; run `invoke fetch-data` first.")
     argv = [sbatch, "--parsable", f"--chdir={ROOT}", f"--output={SLURM_DIR / 'train_%j.out'}"]
     # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name.
-    sha = git("rev-parse", "--short=7", "HEAD")
-    if sha:
-        argv.append(f"--export=ALL,SIF={ROOT / sif_name(settings(c), sha)}")
+    if git("rev-parse", "HEAD"):
+        argv.append(f"--export=ALL,SIF={ROOT / sif_name(settings(c), immutable_tag())}")
     argv += sbatch_options(c) + list(sbatch_option or []) + [str(SLURM_SCRIPT), *shlex.split(args)]
     job_id = run(argv, "sbatch", capture=True).strip().split(";")[0]
     if not job_id.isdigit():
