@@ -384,14 +384,33 @@ def test_submit_interactive_status_logs_and_model_backup(project):
     cluster = (project / "htcondor" / ".last-cluster").read_text().strip()
     assert cluster.isdigit() and f"cluster {cluster}:" in result.stdout
     (project / "htcondor" / f"train_{cluster}.log").write_text(f"000 ({cluster}.000.000) Job submitted\n")
-    (project / "htcondor" / f"metrics_{cluster}_0.json").write_text("{}")
     result, recorded = invoke(project, "condor-status")
     assert result.returncode == 0 and recorded[-1] == f"condor_q {cluster} -nobatch"
-    assert f"htcondor/metrics_{cluster}_0.json" in result.stdout
+    assert (
+        f"no results of cluster {cluster} yet; each job's come back to htcondor/results/{cluster}.N/" in result.stdout
+    )
+    # What HTCondor brings back, per job (transfer_output_remaps into job_dir).
+    for process, lr in enumerate((0.5, 1.0)):
+        job = project / "htcondor" / "results" / f"{cluster}.{process}"
+        job.mkdir(parents=True)
+        (job / "train.out").write_text(f"epoch 1 of job {process}\n")
+        epochs = [
+            {"epoch": e, "train_loss": 1 / (e + lr), "test_loss": 1 / (e + lr), "test_accuracy": 0.9 + e / 100}
+            for e in (1, 2, 3)
+        ]
+        (job / "metrics.json").write_text(json.dumps({"config": {"lr": lr}, "epochs": epochs}))
+    result, _ = invoke(project, "condor-status")
+    assert f"job {cluster}.1: htcondor/results/{cluster}.1/ holds metrics.json, train.out" in result.stdout
     result, _ = invoke(project, "condor-logs")
-    assert result.returncode == 0 and "Job submitted" in result.stdout
+    assert result.returncode == 0 and "Job submitted" in result.stdout and "epoch 1 of job 1" in result.stdout
     result, _ = invoke(project, "condor-logs", "--cluster", "7")
     assert one_sentence(result) == "no log files for cluster 7 in htcondor/ yet."
+    result, _ = invoke(project, "condor-plot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    picture = project / "htcondor" / "results" / f"{cluster}.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result, _ = invoke(project, "condor-plot", "--cluster", "7")
+    assert one_sentence(result) == "no metrics of cluster 7 have come back yet; see `invoke condor-status`."
 
 
 HAND_WRITTEN = """\

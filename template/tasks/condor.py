@@ -1,4 +1,4 @@
-"""HTCondor: submit-condor, condor-status, condor-logs.
+"""HTCondor: submit-condor, condor-status, condor-logs, condor-plot.
 
 The submit files in htcondor/ are rendered once; at submit time this module passes the
 values that change (image tag, .sif or pack name, where large files come from, the
@@ -18,7 +18,7 @@ from invoke import Exit, task
 
 from .apptainer import build_sif, sif_path
 from .condor_bindings import job_ads
-from .data import data_archive, ensure_data
+from .data import data_archive, ensure_data, plot_metrics
 from .helpers import ROOT, immutable_tag, run, tool
 from .images import build_image, docker_client, push_image, registry_has
 from .pack import check_pack_disk, condor_size, pack, pack_path
@@ -193,7 +193,8 @@ def submit_condor(
     if not match:
         raise Exit("condor_submit did not report a cluster id; see its output above.")
     LAST_CLUSTER.write_text(match.group(1) + "\n")
-    print(f"cluster {match.group(1)}: `invoke condor-status` follows it; results come back to htcondor/")
+    cluster = match.group(1)
+    print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
 
 
 def _quoted(arg: str) -> str:
@@ -208,9 +209,10 @@ def last_cluster(cluster: int) -> str:
     return LAST_CLUSTER.read_text().strip()
 
 
-def results_of(cluster: str) -> list[Path]:
-    """What a cluster's jobs sent back (renamed per job by transfer_output_remaps)."""
-    return sorted(p for p in CONDOR_DIR.glob(f"*_{cluster}_*") if p.suffix in {".pt", ".json"})
+def job_dirs(cluster: str) -> list[Path]:
+    """Each job's directory, htcondor/results/CLUSTER.PROCESS (see job_dir in the submit files)."""
+    dirs = (CONDOR_DIR / "results").glob(f"{cluster}.*")
+    return sorted((d for d in dirs if d.is_dir()), key=lambda d: int(d.name.split(".")[1]))
 
 
 @task(name="condor-status", help={"cluster": "cluster id (default: the last one submitted)"})
@@ -218,20 +220,32 @@ def condor_status(c, cluster: int = 0):
     """Show the cluster's jobs (condor_q) and where their results are."""
     cid = last_cluster(cluster)
     run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q")
-    results = results_of(cid)
-    if results:
-        print(f"results of cluster {cid}:\n" + "\n".join(f"  {p.relative_to(ROOT)}" for p in results))
-    else:
-        where = f"htcondor/mnist_cnn_{cid}_N.pt and metrics_{cid}_N.json"
-        print(f"no results of cluster {cid} yet; they come back as {where}")
+    for directory in job_dirs(cid):
+        files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
+        print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")
+    if not job_dirs(cid):
+        print(f"no results of cluster {cid} yet; each job's come back to htcondor/results/{cid}.N/")
 
 
 @task(name="condor-logs", help={"cluster": "cluster id (default: the last one submitted)"})
 def condor_logs(c, cluster: int = 0):
-    """Print the job log, output and error files of a cluster."""
+    """Print the job log of a cluster and each job's output and error files."""
     cid = last_cluster(cluster)
-    files = sorted(CONDOR_DIR.glob(f"train_{cid}*"))
+    files = sorted(CONDOR_DIR.glob(f"train_{cid}.log"))
+    files += [p for d in job_dirs(cid) for p in (d / "train.out", d / "train.err") if p.is_file()]
     if not files:
         raise Exit(f"no log files for cluster {cid} in htcondor/ yet.")
     for path in files:
         print(f"==> {path.relative_to(ROOT)} <==\n{path.read_text(errors='replace')}")
+
+
+@task(name="condor-plot", help={"cluster": "cluster id (default: the last one submitted)"})
+def condor_plot(c, cluster: int = 0):
+    """Draw the loss and accuracy of every job of a cluster in one picture (a sweep comparison)."""
+    cid = last_cluster(cluster)
+    metrics = [d / "metrics.json" for d in job_dirs(cid) if (d / "metrics.json").is_file()]
+    if not metrics:
+        raise Exit(f"no metrics of cluster {cid} have come back yet; see `invoke condor-status`.")
+    output = CONDOR_DIR / "results" / f"{cid}.png"
+    plot_metrics(metrics, output)
+    print(f"drew {len(metrics)} job(s) of cluster {cid} in {output.relative_to(ROOT)}")

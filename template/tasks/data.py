@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import struct
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from .helpers import ROOT
+from .helpers import ROOT, run, tool
 from .settings import settings
 
 
@@ -48,6 +49,18 @@ def ensure_data(c, extract: bool = False) -> Path:
 def fetch_data(c, extract: bool = False):
     """Download the data archive once and verify it (the data of every job)."""
     ensure_data(c, extract)
+
+
+def plot_metrics(metrics: list[Path], output: Path) -> None:
+    """src/plot_metrics.py in the cpu environment (matplotlib lives there), or here if it has matplotlib."""
+    script = [str(ROOT / "src" / "plot_metrics.py"), *map(str, metrics), "--output", str(output)]
+    if importlib.util.find_spec("matplotlib") is not None:
+        run([sys.executable, *script], "plot_metrics.py")
+    else:
+        run(
+            [tool("pixi", "install it from pixi.sh"), "run", "--environment", "cpu", "python", *script],
+            "plot_metrics.py",
+        )
 
 
 def tiny_mnist(directory: Path, train: int = 128, test: int = 32) -> Path:
