@@ -31,16 +31,35 @@ def replace(path, old, new):
     path.write_text(text.replace(old, new, 1))
 
 
-def test_update_keeps_user_edits_and_brings_template_fixes(tmp_path):
-    template = make_template_repo(tmp_path / "template-repo")
-    project = tmp_path / "study"
+def copy_and_commit(template, project):
+    """`copier copy` of the template's v1, committed as a researcher's first commit."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         copier.run_copy(str(template), str(project), data={"project_name": "Study"}, defaults=True, unsafe=False)
-    assert "_commit: v1" in (project / ".copier-answers.yml").read_text()
     git(project, "init", "-q", "-b", "main")
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "start from the template")
+    return project
+
+
+def update(project):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_update(str(project), defaults=True, unsafe=False, overwrite=True, conflict="inline")
+
+
+def assert_no_conflicts(project):
+    for path in project.rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            text = path.read_text(errors="replace")
+            assert "<<<<<<<" not in text and ">>>>>>>" not in text, f"conflict markers in {path}"
+    assert not list(project.rglob("*.rej"))
+
+
+def test_update_keeps_user_edits_and_brings_template_fixes(tmp_path):
+    template = make_template_repo(tmp_path / "template-repo")
+    project = copy_and_commit(template, tmp_path / "study")
+    assert "_commit: v1" in (project / ".copier-answers.yml").read_text()
 
     # The researcher's own edits: a dependency and a change to the training code.
     replace(project / "pixi.toml", "[feature.cpu.dependencies]\n", '[feature.cpu.dependencies]\nmatplotlib = ">=3.8"\n')
@@ -55,9 +74,7 @@ def test_update_keeps_user_edits_and_brings_template_fixes(tmp_path):
     git(template, "commit", "-q", "-am", "template v2")
     git(template, "tag", "v2")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        copier.run_update(str(project), defaults=True, unsafe=False, overwrite=True, conflict="inline")
+    update(project)
 
     manifest = (project / "pixi.toml").read_text()
     assert 'matplotlib = ">=3.8"' in manifest, "the user's dependency was lost"
@@ -67,8 +84,4 @@ def test_update_keeps_user_edits_and_brings_template_fixes(tmp_path):
     assert 'print(f"PyTorch release:' in (project / "src/torch_detect_GPU.py").read_text()
     assert "Settings live in pixi.toml." in (project / "README.md").read_text()
     assert "_commit: v2" in (project / ".copier-answers.yml").read_text()
-    for path in project.rglob("*"):
-        if path.is_file() and ".git" not in path.parts:
-            text = path.read_text(errors="replace")
-            assert "<<<<<<<" not in text and ">>>>>>>" not in text, f"conflict markers in {path}"
-    assert not list(project.rglob("*.rej"))
+    assert_no_conflicts(project)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
-import copier
 import pytest
 
 from maintainer.render import git, preset_names
 from tests.services import run_invoke
-from tests.test_copier_update import make_template_repo, replace
+from tests.test_copier_update import assert_no_conflicts, copy_and_commit, make_template_repo, replace, update
 
 ALL_TASKS = {
     "build-image", "build-sif", "condor-logs", "condor-status", "detect-gpu", "doctor", "fetch-data", "install",
@@ -69,13 +67,7 @@ def test_a_broken_local_py_is_one_sentence(copy_of, code, message):
 
 def test_update_merges_a_user_task_and_a_template_task(tmp_path):
     template = make_template_repo(tmp_path / "template-repo")
-    project = tmp_path / "study"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        copier.run_copy(str(template), str(project), data={"project_name": "Study"}, defaults=True, unsafe=False)
-    git(project, "init", "-q", "-b", "main")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "start from the template")
+    project = copy_and_commit(template, tmp_path / "study")
 
     # The user: a task of their own in local.py, and an edit to a template module.
     local = project / "tasks" / "local.py"
@@ -100,16 +92,10 @@ def test_update_merges_a_user_task_and_a_template_task(tmp_path):
     git(template, "commit", "-q", "-am", "template v2")
     git(template, "tag", "v2")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        copier.run_update(str(project), defaults=True, unsafe=False, overwrite=True, conflict="inline")
+    update(project)
 
     assert {"mine", "data-info"} <= listed(project)
     assert "UNPACKED_PER_PACKED = 4" in (project / "tasks" / "pack.py").read_text()
     assert "run this on a node with Apptainer" in (project / "tasks" / "apptainer.py").read_text()
     assert "never applied" not in local.read_text() and "def mine" in local.read_text()
-    for path in project.rglob("*"):
-        if path.is_file() and ".git" not in path.parts:
-            text = path.read_text(errors="replace")
-            assert "<<<<<<<" not in text and ">>>>>>>" not in text, f"conflict markers in {path}"
-    assert not list(project.rglob("*.rej"))
+    assert_no_conflicts(project)
