@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +30,8 @@ SAMPLE_LOCK = Path(
 def project(copy_of):
     path = copy_of("everything")
     git(path, "init", "-q", "-b", "main")
-    (path / "pixi.lock").write_text("version: 6\n")
+    # A lock in the real format (the pixi-pack stand-in reads it with py-rattler, as pixi-pack does).
+    subprocess.run([STAND_INS / "pixi", "lock"], cwd=path, check=True, capture_output=True)
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "start")
     return path
@@ -184,10 +187,12 @@ def test_submit_interactive_status_logs_and_model_backup(project):
     assert not (project / "htcondor" / "mnist_cnn.pt").exists()
 
     result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack")
-    assert result.returncode == 0 and "cluster 4242" in result.stdout
-    (project / "htcondor" / "train_4242.log").write_text("000 (4242.000.000) Job submitted\n")
+    # The interactive job took the first cluster id (the stand-in counts from 4242, as a schedd counts up).
+    assert result.returncode == 0 and re.search(r"^1 job\(s\) submitted to cluster 4243\.$", result.stdout, re.M)
+    (project / "htcondor" / "train_4243.log").write_text("000 (4243.000.000) Job submitted\n")
     result, recorded = invoke(project, "condor-status")
-    assert result.returncode == 0 and recorded[-1] == "condor_q 4242 -nobatch"
+    assert result.returncode == 0 and recorded[-1] == "condor_q 4243 -nobatch"
+    assert re.search(r"^4243\.0 +\S+ +.* I  0    0\.0 train\.sh --epochs 14$", result.stdout, re.M), result.stdout
     result, _ = invoke(project, "condor-logs")
     assert result.returncode == 0 and "Job submitted" in result.stdout
     result, _ = invoke(project, "condor-logs", "--cluster", "7")
