@@ -333,3 +333,46 @@ def test_condor_q_nobatch_shape_and_unknown_option(submit_dir):
     assert result.stdout == "4242 0\n"
     result = run("condor_q", "-nobath", cwd=submit_dir)
     assert result.returncode == 1 and result.stderr.splitlines()[0] == "Error: unrecognized argument -nobath"
+
+
+# ------------------------------------------- what the services and installs rely on
+def test_a_service_skip_fails_under_ci(monkeypatch):
+    from tests.services import skip_or_fail
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="^dockerd is not installed$"):
+        skip_or_fail("dockerd is not installed")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(
+        pytest.fail.Exception, match=r"dockerd is not installed \(CI=true: a service test must not skip\)"
+    ):
+        skip_or_fail("dockerd is not installed")
+
+
+def test_base_image_python_and_torch_wheel_must_match(tmp_path):
+    from tests.services import Unavailable, image_python, torch_requirement, torch_wheel_site
+
+    bin_dir = tmp_path / "rootfs" / "usr" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python3", "python3.11", "python3.11-config"):
+        (bin_dir / name).write_text("")
+    assert image_python(tmp_path / "rootfs") == "3.11"
+    assert torch_requirement() == "torch==2.13.0+cpu"
+    with pytest.raises(
+        Unavailable, match=r"^pip found no torch==2\.13\.0\+cpu wheel for the base image's Python 3\.8 "
+    ):
+        torch_wheel_site(tmp_path / "site", "3.8")
+
+
+def test_dev_group_is_the_one_list_and_install_uses_a_venv():
+    import tomllib
+
+    from maintainer.render import ROOT
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "optional-dependencies" not in pyproject["project"]
+    group = pyproject["dependency-groups"]["dev"]
+    assert "py-rattler>=0.24" in group  # lock format v7
+    install = (ROOT / ".ci" / "install").read_text()
+    assert '"$python" -m venv .venv' in install and 'expand("dev")' in install
+    assert "python3 -m pip install" not in install, "PEP 668: no pip into the system Python"
