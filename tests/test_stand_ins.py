@@ -141,7 +141,8 @@ def test_pixi_install_run_and_shell_hook(workspace):
     result = run("pixi", "run", "--locked", "-e", "cpu", "hello", "a b", cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "hello from ['a b']"
-    assert (workspace / ".pixi/envs/cpu/bin/python").resolve() == Path("/usr/bin/python3").resolve()
+    python = workspace / ".pixi/envs/cpu/bin/python"
+    assert subprocess.run([python, "-c", "import torch"], check=False).returncode == 0, "the env lost site-packages"
     result = run("pixi", "shell-hook", "--frozen", "-e", "cpu", "-s", "bash", cwd=workspace)
     assert result.returncode == 0
     assert f'export CONDA_PREFIX="{workspace / ".pixi/envs/cpu"}"' in result.stdout.splitlines()
