@@ -253,6 +253,7 @@ def submit_dir(tmp_path):
 def dry_run_ads(directory: Path, *args: str) -> str:
     result = run("condor_submit", "-dry-run", "ads.txt", *args, cwd=directory)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert re.fullmatch(r"Dry-Run job\(s\)\.+\n\d job\(s\) dry-run to cluster 1\.\n", result.stdout), result.stdout
     return (directory / "ads.txt").read_text()
 
 
