@@ -105,6 +105,7 @@ def test_pixi_lock_writes_v7_that_py_rattler_reads(workspace):
         (("\"osx-arm64\", {", "\"osx-arm64\", \"win-64\", {"), "the platform 'win-64' of environment 'default'"),
         (('cuda = "12" }', 'cuda = "12" }, { name = "linux-64-cuda13", platform = "linux-64", cuda = "13" }'),
          "the platform 'linux-64-cuda13' of environment 'default'"),
+        (("pytorch-gpu = ", "nccl = \"*\"\npytorch-gpu = "), "nccl of environment 'gpu' on 'linux-64-cuda' not locked"),
     ],
 )  # fmt: skip
 def test_pixi_lock_check_fails_on_what_the_lock_lacks(workspace, edit, missing):

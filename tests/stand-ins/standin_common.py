@@ -25,6 +25,25 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def locked_names(path: Path) -> dict[tuple[str, str], set[str]]:
+    """{(environment, lock platform name): names of the conda packages locked there}."""
+    names: dict[tuple[str, str], set[str]] = {}
+    env = platform = None
+    section = None
+    for line in path.read_text().splitlines():
+        if re.match(r"^[a-z-]+:", line):
+            section = line.rstrip(":")
+        elif section == "environments":
+            if m := re.match(r"^  (\S+):$", line):
+                env = m.group(1)
+            elif m := re.match(r"^      (\S+):$", line):
+                platform = m.group(1)
+                names[(env, platform)] = set()
+            elif (m := re.match(r"^      - conda: \S+/([^/]+?)(?:\.conda|\.tar\.bz2)$", line)) and platform:
+                names[(env, platform)].add(m.group(1).rsplit("-", 2)[0])
+    return names
+
+
 def lock_layout(path: Path) -> tuple[int, dict[str, str], dict[str, list[str]]]:
     """(version, {lock platform name: subdir}, {environment: [lock platform names]}).
 
