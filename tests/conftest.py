@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,10 @@ import pytest
 from maintainer.render import load_answers, preset_names, render
 
 os.environ.setdefault("CONDOR_CONFIG", os.devnull)
+# The tools the tests call by name (hadolint, actionlint, zizmor, shellcheck, invoke, ...) are
+# installed beside this interpreter (.venv/bin): put them first, activated or not.
+if os.environ.get("PATH", "").split(os.pathsep)[0] != str(Path(sys.executable).parent):
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 PRESETS = preset_names()
 # Every stand-in (tests/stand-ins) appends its argv here, so the run can say what it stood in for.
 os.environ.setdefault("STANDIN_SUMMARY", str(Path(tempfile.mkdtemp(prefix="standins-")) / "calls.log"))

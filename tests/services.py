@@ -1,7 +1,8 @@
 """Services the tests start and stop themselves: a Docker engine, a registry, a base image.
 
 Each helper raises ``Unavailable`` (turned into a pytest skip with its reason) when the
-package it needs is not installed; `.ci/install` installs them all, so CI skips nothing.
+package it needs is not installed; `.ci/install` installs them all, so with CI=true such a
+skip fails the run instead: nothing skips silently where the packages were installed.
 """
 
 from __future__ import annotations
@@ -26,14 +27,21 @@ class Unavailable(Exception):
     """A service's package is missing; the message says which and how to install it."""
 
 
-def start_or_skip(stack: contextlib.ExitStack, service):
-    """Enter a service's context on ``stack``, or skip the test with the reason it is unavailable."""
+def skip_or_fail(reason: str) -> None:
+    """Skip with the reason; under CI (CI=true, where .ci/install installed everything) fail instead."""
     import pytest
 
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: a service test must not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def start_or_skip(stack: contextlib.ExitStack, service):
+    """Enter a service's context on ``stack``, or skip (fail under CI) with the reason it is unavailable."""
     try:
         return stack.enter_context(service)
     except Unavailable as error:
-        pytest.skip(str(error))
+        skip_or_fail(str(error))
 
 
 def run_invoke(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -188,12 +196,54 @@ def apt_mirror() -> str:
     raise Unavailable("no Debian bookworm mirror found in /etc/apt/sources.list.d/ for debootstrap")
 
 
-def torch_wheel_site(target: Path) -> None:
-    """Install this machine's CPU torch (and its pure-Python needs) into ``target``."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(target), "torch==2.13.0"],
-        check=True,
+def torch_requirement() -> str:
+    """The CPU build of the torch pinned in pyproject.toml's dev group (the one place for its version)."""
+    import tomllib
+
+    group = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["dependency-groups"]
+    pins = [d.replace(" ", "") for d in group["dev"] if isinstance(d, str)]
+    (pin,) = [d for d in pins if d.startswith("torch==")]
+    return pin + "+cpu"
+
+
+def image_python(rootfs: Path) -> str:
+    """The X.Y of the python3 that debootstrap put into ``rootfs`` (bookworm: 3.11)."""
+    versions = sorted(
+        p.name[len("python") :] for p in (rootfs / "usr" / "bin").glob("python3.[0-9]*") if "-" not in p.name
     )
+    if not versions:
+        raise Unavailable(f"the base image has no python3 under {rootfs / 'usr/bin'}")
+    return versions[0]
+
+
+def wheel_tags(site: Path, distribution: str) -> list[str]:
+    (info,) = site.glob(f"{distribution}-*.dist-info")
+    return [
+        line.split(":", 1)[1].strip() for line in (info / "WHEEL").read_text().splitlines() if line.startswith("Tag:")
+    ]
+
+
+def torch_wheel_site(target: Path, python_version: str) -> None:
+    """Install the CPU torch built for ``python_version`` (and its pure-Python needs) into ``target``.
+
+    The wheel must match the image's Python, not this interpreter's: pip is told the version,
+    and the installed wheel's tag is checked, so a mismatch is one clear sentence.
+    """
+    argv = [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(target)]
+    argv += ["--python-version", python_version, "--only-binary=:all:", torch_requirement()]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        raise Unavailable(
+            f"pip found no {torch_requirement()} wheel for the base image's Python {python_version} "
+            f"(this machine runs Python {here}): {result.stderr.strip()[-300:]}"
+        )
+    wanted = "cp" + python_version.replace(".", "")
+    tags = wheel_tags(target, "torch")
+    if not any(tag.startswith(f"{wanted}-") for tag in tags):
+        raise Unavailable(
+            f"the torch wheel installed ({', '.join(tags)}) is not for the base image's Python {python_version}"
+        )
 
 
 def build_base_image(client, workdir: Path) -> str:
@@ -207,16 +257,32 @@ def build_base_image(client, workdir: Path) -> str:
     with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.get(BASE_IMAGE)
         return BASE_IMAGE
+    try:
+        return _debootstrap_base_image(client, workdir)
+    except Unavailable as error:
+        skip_or_fail(f"the debootstrap base image cannot be built here: {error}")
+
+
+def _debootstrap_base_image(client, workdir: Path) -> str:
     if shutil.which("debootstrap") is None:
         raise Unavailable("debootstrap is not installed (apt-get install debootstrap)")
+    if os.geteuid() != 0:
+        raise Unavailable("debootstrap needs root")
+    mirror = apt_mirror()  # also: a host without a bookworm mirror (not Debian) cannot build it
     rootfs = workdir / "rootfs"
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", "--include=python3", "bookworm", str(rootfs), apt_mirror()],
-        check=True,
+    result = subprocess.run(
+        ["debootstrap", "--variant=minbase", "--include=python3", "bookworm", str(rootfs), mirror],
         capture_output=True,
+        text=True,
+        check=False,
     )
-    torch_wheel_site(rootfs / "usr" / "local" / "lib" / "python3.11" / "dist-packages")
-    shutil.copy2(STAND_INS / "pixi", rootfs / "usr" / "local" / "bin" / "pixi")
+    if result.returncode != 0:
+        raise Unavailable(f"debootstrap failed: {(result.stdout + result.stderr).strip()[-500:]}")
+    version = image_python(rootfs)
+    torch_wheel_site(rootfs / "usr" / "local" / "lib" / f"python{version}" / "dist-packages", version)
+    # The pixi stand-in and the module it imports.
+    for name in ("pixi", "standin_common.py"):
+        shutil.copy2(STAND_INS / name, rootfs / "usr" / "local" / "bin" / name)
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         shutil.rmtree(rootfs / cache, ignore_errors=True)
     archive = workdir / "rootfs.tar"

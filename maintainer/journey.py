@@ -1,0 +1,288 @@
+"""A researcher's journey through a rendered project, step by step, on whichever tools are here.
+
+    python -m maintainer.journey --preset defaults --workdir /tmp/journey [--steps render,lock]
+    python -m maintainer.journey --preset defaults --workdir /tmp/journey --stand-ins
+
+The same steps run in the template repository's journey workflow on the real tools (pixi,
+Docker with the ghcr.io/prefix-dev/pixi base, Apptainer, pixi-pack, an HTCondor pool) and in
+the tests on tests/stand-ins. Every step prints which tool it used: its path and whether that
+is the real tool or a stand-in. A step whose tools are missing fails with one sentence.
+
+Steps: render, lock, install, project-tests, image, sif, pack, condor, update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from maintainer.render import ROOT, git, load_answers, render_fresh
+
+STAND_INS = ROOT / "tests" / "stand-ins"
+STEPS = ["render", "lock", "install", "project-tests", "image", "sif", "pack", "condor", "update"]
+# The HTCondor pool of the condor step: a container of this image, named so (see journey.yml).
+CONDOR_CONTAINER = os.environ.get("JOURNEY_CONDOR_CONTAINER", "htcondor-mini")
+
+
+class StepFailed(Exception):
+    """A step could not run or did not pass; the message says which and why."""
+
+
+class Journey:
+    def __init__(self, preset: str, workdir: Path, stand_ins: bool):
+        self.preset = preset
+        self.project = workdir / preset
+        self.env = dict(os.environ)
+        if stand_ins:
+            self.env["PATH"] = os.pathsep.join([str(STAND_INS), self.env.get("PATH", "")])
+            self.env.setdefault("STANDIN_LOG", str(workdir / f"{preset}-standins.log"))
+
+    # ------------------------------------------------------------------ helpers
+    def tool(self, step: str, name: str) -> str:
+        path = shutil.which(name, path=self.env["PATH"])
+        if path is None:
+            raise StepFailed(f"step {step} needs {name}, which is not on PATH")
+        kind = "stand-in" if Path(path).resolve().is_relative_to(STAND_INS) else "real"
+        print(f"[{step}] tool {name}: {path} ({kind})", flush=True)
+        return path
+
+    def run(self, step: str, argv: list, cwd: Path | None = None, capture: bool = False) -> str:
+        print(f"[{step}] $ {' '.join(map(str, argv))}", flush=True)
+        result = subprocess.run(
+            [str(a) for a in argv],
+            cwd=cwd or self.project,
+            env=self.env,
+            text=True,
+            capture_output=capture,
+            check=False,
+        )
+        if result.returncode != 0:
+            detail = (result.stdout or "")[-2000:] + (result.stderr or "")[-2000:] if capture else ""
+            raise StepFailed(f"step {step}: `{' '.join(map(str, argv[:3]))} ...` exited {result.returncode}\n{detail}")
+        return result.stdout or ""
+
+    def invoke(self, step: str, *args: str, capture: bool = False) -> str:
+        """The project's own tasks: through its pixi `tasks` environment where pixi is real."""
+        pixi = shutil.which("pixi", path=self.env["PATH"])
+        if pixi and not Path(pixi).resolve().is_relative_to(STAND_INS):
+            return self.run(step, [pixi, "run", "--locked", "-e", "tasks", "invoke", *args], capture=capture)
+        return self.run(step, [sys.executable, "-m", "invoke", *args], capture=capture)
+
+    def commit(self, message: str) -> None:
+        git(self.project, "add", "-A")
+        git(self.project, "commit", "-q", "--allow-empty", "-m", message)
+
+    def has(self, path: str) -> bool:
+        return (self.project / path).exists()
+
+    def write_data(self) -> Path:
+        """A tiny random MNIST_data.tar.gz in CHTC's layout, made by the project's own tasks package."""
+        package = self.project / "tasks"
+        spec = importlib.util.spec_from_file_location(
+            "journey_project_tasks", package / "__init__.py", submodule_search_locations=[str(package)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        archive = self.project / "MNIST_data.tar.gz"
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "data" / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            module.data.tiny_mnist(raw, 256, 64)
+            with tarfile.open(archive, "w:gz") as tar:
+                tar.add(Path(tmp) / "data", arcname="data")
+        # Pinned as the project's data (INVOKE_* overrides), so the tasks verify it as the real one.
+        content = archive.read_bytes()
+        blob = hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+        self.env["INVOKE_PROJECT_DATA_GIT_BLOB"] = blob
+        self.env["INVOKE_PROJECT_DATA_SHA256"] = hashlib.sha256(content).hexdigest()
+        return archive
+
+    # -------------------------------------------------------------------- steps
+    def step_render(self) -> None:
+        import copier
+
+        print(f"[render] tool copier: {Path(copier.__file__).parent} (real, Python package)")
+        self.tool("render", "git")  # tasks tag images and packs by commit
+        render_fresh(self.project, load_answers(self.preset))
+        git(self.project, "init", "-q", "-b", "main")
+        self.commit("start from the template")
+
+    def step_lock(self) -> None:
+        pixi = self.tool("lock", "pixi")
+        self.run("lock", [pixi, "lock"])
+        self.run("lock", [pixi, "lock", "--check", "--dry-run"])
+        self.commit("lock")
+
+    def step_install(self) -> None:
+        pixi = self.tool("install", "pixi")
+        self.run("install", [pixi, "install", "--locked", "--environment", "cpu"])
+
+    def step_project_tests(self) -> None:
+        pixi = self.tool("project-tests", "pixi")
+        self.run("project-tests", [pixi, "run", "--locked", "--environment", "cpu", "test"])
+
+    def step_image(self) -> None:
+        if not self.has("Dockerfile"):
+            print("[image] not in this preset (no Dockerfile)")
+            return
+        self.tool("image", "docker")
+        self.invoke("image", "build-image")
+        out = self.invoke("image", "test-image", capture=True)
+        print(out)
+        if "image tests passed" not in out:
+            raise StepFailed("step image: test-image did not report `image tests passed`")
+
+    def step_sif(self) -> None:
+        if not self.has("apptainer.def"):
+            print("[sif] not in this preset (no apptainer.def)")
+            return
+        self.tool("sif", "apptainer")
+        self.invoke("sif", "build-sif")
+        self.invoke("sif", "test-sif")  # runs the definition's %test section
+
+    def packer(self, step: str) -> None:
+        """pixi-pack from the project's `tasks` environment (real pixi) or from PATH."""
+        inside = self.project / ".pixi" / "envs" / "tasks" / "bin" / "pixi-pack"
+        if inside.exists():
+            print(f"[{step}] tool pixi-pack: {inside} (real, the project's tasks environment)")
+        else:
+            self.tool(step, "pixi-pack")
+
+    def step_pack(self) -> None:
+        self.packer("pack")
+        self.invoke("pack", "pack", "--environment", "cpu")
+        packed = max(self.project.glob("*-environment-*.sh"), key=lambda p: p.stat().st_mtime)
+        self.write_data()
+        scratch = Path(tempfile.mkdtemp(prefix="journey-unpack-"))
+        shutil.copy2(packed, scratch / packed.name)
+        with tarfile.open(self.project / "MNIST_data.tar.gz") as tar:
+            tar.extractall(scratch, filter="data")
+        self.run("pack", ["bash", f"./{packed.name}"], cwd=scratch)  # writes ./env and ./activate.sh
+        for made in ("env", "activate.sh"):
+            if not (scratch / made).exists():
+                raise StepFailed(f"step pack: the self-extractor wrote no ./{made}")
+        train = f". ./activate.sh && python {self.project / 'src' / 'torch_MNIST.py'} --data-dir data --epochs 1"
+        out = self.run("pack", ["bash", "-c", train + " --device cpu"], cwd=scratch, capture=True)
+        print(out)
+        if "epoch  1:" not in out:
+            raise StepFailed("step pack: the one-epoch training printed no `epoch  1:` line")
+
+    def step_condor(self) -> None:
+        if not self.has("htcondor/pixi-pack.sub"):
+            print("[condor] not in this preset (no htcondor/pixi-pack.sub)")
+            return
+        docker = self.tool("condor", "docker")
+        if not list(self.project.glob("*-environment-*.sh")):
+            raise StepFailed("step condor: run the pack step first (no packed environment)")
+        if not (self.project / "MNIST_data.tar.gz").exists():
+            self.write_data()
+        # The tasks' own condor_submit command (validated by the bindings), run in the pool as a normal user.
+        dry_run = self.invoke("condor", "submit-condor", "--flavour", "pixi-pack", "--dry-run", capture=True)
+        command = shlex.split(dry_run.split("# dry run: would run, in htcondor/:\n", 1)[1].strip())
+        packed = max(self.project.glob("*-environment-*.sh"), key=lambda p: p.stat().st_mtime)
+        argv = [docker, "exec", "-u", "submituser", "-w", str(self.project / "htcondor"), CONDOR_CONTAINER]
+        # The pool's submituser reads the project and writes logs and outputs into htcondor/.
+        self.run("condor", ["chmod", "-R", "a+rwX", str(self.project)])
+        sweep = self.project / "htcondor" / "journey_args.txt"
+        sweep.write_text("--epochs 1 --device cpu\n")
+        # The pool has no GPU and no OSDF: ask for none and send the local files (-append wins).
+        appends = [
+            "request_gpus = 0",
+            "requirements = true",
+            "data_input = ../MNIST_data.tar.gz",
+            f"pack_input = ../{packed.name}",
+            f"train_args_file = {sweep.name}",
+        ]
+        submit = [*argv, "condor_submit", *command[1:-1]]
+        for line in appends:
+            submit += ["-append", line]
+        out = self.run("condor", [*submit, command[-1]], capture=True)
+        print(out)
+        cluster = out.strip().rsplit("cluster", 1)[-1].strip(" .\n")
+        log = self.project / "htcondor" / f"train_{cluster}.log"
+        self.run("condor", [*argv, "condor_wait", "-wait", "1200", log.name, cluster])
+        history = self.run("condor", [*argv, "condor_history", cluster, "-af", "ExitCode"], capture=True)
+        job_dir = self.project / "htcondor" / "results" / f"{cluster}.0"
+        if history.split() != ["0"]:
+            raise StepFailed(f"step condor: job {cluster} exited {history.strip()}; see {job_dir}/train.err")
+        model = job_dir / "mnist_cnn.pt"
+        if not model.is_file() or model.stat().st_size == 0:
+            raise StepFailed(f"step condor: the job returned no {model}")
+        print(f"[condor] job {cluster}.0 completed and returned {model.relative_to(self.project)}")
+
+    def step_update(self) -> None:
+        """`copier update` from the previous release (the newest v* tag) with the user's edits."""
+        import copier
+
+        tags = git(ROOT, "tag", "--list", "v*", "--sort=-v:refname").split()
+        if not tags:
+            print("[update] not run: the template repository has no v* release yet to update from")
+            return
+        print(f"[update] tool copier: {Path(copier.__file__).parent} (real, Python package); from {tags[0]}")
+        project = self.project.parent / f"{self.preset}-update"
+        if project.exists():
+            shutil.rmtree(project)
+        copier.run_copy(str(ROOT), str(project), data=load_answers(self.preset), defaults=True, vcs_ref=tags[0])
+        git(project, "init", "-q", "-b", "main")
+        git(project, "add", "-A")
+        git(project, "commit", "-q", "-m", f"from {tags[0]}")
+        training = project / "src" / "torch_MNIST.py"
+        edited = training.read_text().replace('default=1.0, help="learning rate"', 'default=0.5, help="learning rate"')
+        training.write_text(edited)
+        git(project, "commit", "-q", "-am", "my edit")
+        copier.run_update(str(project), defaults=True, overwrite=True, conflict="inline", vcs_ref="HEAD")
+        if 'default=0.5, help="learning rate"' not in training.read_text():
+            raise StepFailed("step update: the user's edit was lost")
+        conflicts = [
+            p
+            for p in project.rglob("*")
+            if p.is_file() and ".git" not in p.parts and "<<<<<<<" in p.read_text(errors="replace")
+        ]
+        if conflicts or list(project.rglob("*.rej")):
+            raise StepFailed(f"step update: conflicts in {', '.join(str(p) for p in conflicts) or '*.rej files'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="defaults")
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from: {', '.join(STEPS)}")
+    parser.add_argument("--stand-ins", action="store_true", help="put tests/stand-ins first on PATH")
+    args = parser.parse_args(argv)
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        print(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}.", file=sys.stderr)
+        return 2
+    try:
+        load_answers(args.preset)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    journey = Journey(args.preset, args.workdir.resolve(), args.stand_ins)
+    for step in steps:
+        started = time.perf_counter()
+        print(f"== step {step} ({args.preset})", flush=True)
+        try:
+            getattr(journey, f"step_{step.replace('-', '_')}")()
+        except (StepFailed, RuntimeError, OSError, ValueError) as error:  # git, copier and files say why
+            print(f"== step {step} FAILED: {error}", file=sys.stderr, flush=True)
+            return 1
+        print(f"== step {step} ok in {time.perf_counter() - started:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
