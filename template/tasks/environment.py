@@ -28,7 +28,7 @@ def doctor(c, environment: str = ""):
         "pixi": ["pixi", "--version"],
         "docker engine": ["docker", "version", "--format", "{{.Server.Version}}"],
         "apptainer": ["apptainer", "--version"],
-        "condor_submit": ["condor_submit", "-version"],
+        "htcondor": ["condor_version"],  # condor_submit has no -version
         "sbatch": ["sbatch", "--version"],
         "nvidia-smi": ["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
     }
