@@ -118,3 +118,14 @@ def test_the_image_is_built_once_and_never_exported_again(renderings):
     buildx = next(s for s in steps if s.get("uses", "").startswith("docker/setup-buildx-action@"))
     # With the docker driver the build lands in the engine's store, which the smoke test and the push use.
     assert buildx.get("with", {}).get("driver") == "docker"
+
+
+@pytest.mark.parametrize("preset", ["defaults", "apptainer-slurm"])
+def test_the_apptainer_workflow_uses_the_tasks_one_sif_name(renderings, preset):
+    """build-sif, test-sif and push-sif name the file (apptainer.sif_name); the workflow names none."""
+    text = (renderings[preset] / ".github/workflows/apptainer.yml").read_text()
+    steps = yaml.safe_load(text)["jobs"]["build"]["steps"]
+    runs = {s.get("name"): s.get("run", "") for s in steps}
+    assert "invoke\" build-sif" in runs["Build"] and "invoke\" test-sif" in runs["Test"]
+    assert "invoke\" push-sif" in runs["Push"]
+    assert not [s for s in steps if ".sif" in str(s)], "a step names a .sif file of its own"
