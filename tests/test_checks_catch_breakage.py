@@ -88,8 +88,8 @@ BREAKAGES = {
     "condor-latest": (
         "htcondor",
         "htcondor/docker.sub",
-        "container_tag = unset-run-invoke-submit-condor",
-        "container_tag = latest",
+        ":unset-run-invoke-submit-condor\n",
+        ":latest\n",
         "htcondor",
     ),
     "condor-two-requirements": (
@@ -113,8 +113,20 @@ BREAKAGES = {
         "request_memory = eight gigabytes",
         "htcondor",
     ),
-    "condor-no-queue": ("htcondor", "htcondor/docker.sub", "\nqueue 1", "\n", "htcondor"),
-    "condor-second-queue": ("htcondor", "htcondor/pixi-pack.sub", "\nqueue 1", "\nqueue 1\nQueue 2", "htcondor"),
+    "condor-no-queue": (
+        "htcondor",
+        "htcondor/docker.sub",
+        "\nqueue train_args from",
+        "\n# train_args from",
+        "htcondor",
+    ),
+    "condor-second-queue": (
+        "htcondor",
+        "htcondor/pixi-pack.sub",
+        "\nqueue train_args from $(train_args_file)",
+        "\nqueue train_args from $(train_args_file)\nQueue 2",
+        "htcondor",
+    ),
     "buildkit-only-chmod-after-from": (
         "docker",
         "Dockerfile",

@@ -126,6 +126,6 @@ def test_the_apptainer_workflow_uses_the_tasks_one_sif_name(renderings, preset):
     text = (renderings[preset] / ".github/workflows/apptainer.yml").read_text()
     steps = yaml.safe_load(text)["jobs"]["build"]["steps"]
     runs = {s.get("name"): s.get("run", "") for s in steps}
-    assert "invoke\" build-sif" in runs["Build"] and "invoke\" test-sif" in runs["Test"]
-    assert "invoke\" push-sif" in runs["Push"]
+    assert 'invoke" build-sif' in runs["Build"] and 'invoke" test-sif' in runs["Test"]
+    assert 'invoke" push-sif' in runs["Push"]
     assert not [s for s in steps if ".sif" in str(s)], "a step names a .sif file of its own"
