@@ -209,3 +209,69 @@ def test_sigterm_checkpoints_and_exits_85(tmp_path, after):
     resumed = subprocess.run([*argv, "--epochs", str(state["epoch"] + 1)], cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0 and f"resumed from epoch {state['epoch']}" in resumed.stdout
     assert len(json.loads((tmp_path / "m.json").read_text())["epochs"]) == state["epoch"] + 1
+
+
+TRAIN_SH = SRC.parent / "htcondor" / "train.sh"
+# STAND-IN for pixi-pack's self-extractor (pixi-pack is absent here). Like the real one
+# (a bash header, src/header.sh in Quantco/pixi-pack) it is run with no arguments and
+# leaves ./activate.sh; this one activates the Python that runs the tests.
+SELF_EXTRACTOR_STAND_IN = """#!/usr/bin/env bash
+set -euo pipefail
+echo unpacked >> unpack.log
+mkdir -p env/bin
+printf '#!/bin/sh\\nexec %s "$@"\\n' "{python}" > env/bin/python
+chmod +x env/bin/python
+echo 'export PATH="$PWD/env/bin:$PATH"' > activate.sh
+"""
+
+
+def htcondor_sandbox(path, samples=512):
+    """The scratch directory of an execute point, laid out as the pixi-pack submit file transfers it."""
+    import shutil
+    import tarfile
+
+    shutil.copytree(SRC, path / "src")
+    shutil.copy2(TRAIN_SH, path / "train.sh")
+    train, test = synthetic_digits(samples, seed=1), synthetic_digits(128, seed=2)
+    raw = path / "staging" / "data" / "MNIST" / "raw"
+    write_mnist(raw, {"train": train[0], "test": test[0]}, {"train": train[1], "test": test[1]})
+    with tarfile.open(path / "MNIST_data.tar.gz", "w:gz") as tar:
+        tar.add(path / "staging" / "data", arcname="data")
+    shutil.rmtree(path / "staging")
+    extractor = path / "study-environment-0123abcd.sh"
+    extractor.write_text(SELF_EXTRACTOR_STAND_IN.format(python=sys.executable))
+    extractor.chmod(0o644)  # file transfer may drop the executable bit
+    return {**os.environ, "PIXI_PACK_EXECUTABLE": extractor.name, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.skipif(not TRAIN_SH.is_file(), reason="this project was generated without HTCondor")
+def test_htcondor_job_exits_85_and_its_restart_resumes(tmp_path):
+    env = {**htcondor_sandbox(tmp_path), "CHECKPOINT_MINUTES": "1e-9"}
+    job = ["bash", "train.sh", "--epochs", "2", "--device", "cpu"]
+    first = subprocess.run(job, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert first.returncode == 85, first.stdout + first.stderr
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    # HTCondor restarts the job in the same sandbox, checkpoint.pt in place.
+    second = subprocess.run(job, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resumed from epoch 1" in second.stdout
+    assert (tmp_path / "unpack.log").read_text() == "unpacked\n"  # not unpacked again
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["epochs"]) == 2
+    assert (tmp_path / "mnist_cnn.pt").stat().st_size > 0 and not (tmp_path / "data").exists()
+
+
+@pytest.mark.skipif(not TRAIN_SH.is_file(), reason="this project was generated without HTCondor")
+def test_htcondor_job_forwards_the_eviction_signal(tmp_path):
+    env = htcondor_sandbox(tmp_path, samples=4096)
+    job = ["bash", "train.sh", "--epochs", "200", "--device", "cpu"]
+    process = subprocess.Popen(job, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_line(process, "epoch  1:")
+        process.send_signal(signal.SIGTERM)  # to the job script only, as HTCondor's soft kill
+        out, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 85, out
+    assert "checkpointed: exit 85" in out
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] >= 1
