@@ -128,16 +128,11 @@ def main() -> int:
 
     # (a) the lesson's loop
     torch.manual_seed(1)
-    model = torch_MNIST.Net().to(device)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    lesson_model = torch_MNIST.Net().to(device)
+    lesson_optimizer = torch.optim.Adadelta(lesson_model.parameters(), lr=1.0)
+    lesson_scheduler = torch.optim.lr_scheduler.StepLR(lesson_optimizer, step_size=1, gamma=0.7)
     train_loader = DataLoader(PerSampleDataset(*train), batch_size=64, shuffle=True)
     test_loader = DataLoader(PerSampleDataset(*test), batch_size=1000)
-    lesson_seconds = 0.0
-    for _ in range(args.epochs):
-        lesson_seconds += timed(device, lambda: lesson_epoch(model, optimizer, train_loader, device))
-        scheduler.step()
-    lesson_acc = lesson_accuracy(model, test_loader, device)
 
     # (b) the template's loop
     torch.manual_seed(1)
@@ -158,12 +153,17 @@ def main() -> int:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
 
-    new_seconds = 0.0
+    # Epochs alternate between the loops, so that load from other processes on a shared
+    # machine falls on both alike.
+    lesson_seconds = new_seconds = 0.0
     for _ in range(args.epochs):
+        lesson_seconds += timed(device, lambda: lesson_epoch(lesson_model, lesson_optimizer, train_loader, device))
+        lesson_scheduler.step()
         new_seconds += timed(
             device, lambda: torch_MNIST.train_epoch(model, optimizer, train_x, train_y, args.batch_size, autocast)
         )
         scheduler.step()
+    lesson_acc = lesson_accuracy(lesson_model, test_loader, device)
     _, new_acc = torch_MNIST.evaluate(model, test_x, test_y, 1000, autocast)
 
     lesson_rate = args.epochs * n_train / lesson_seconds

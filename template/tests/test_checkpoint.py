@@ -257,7 +257,8 @@ def test_htcondor_job_exits_85_and_its_restart_resumes(tmp_path):
     assert "resumed from epoch 1" in second.stdout
     assert (tmp_path / "unpack.log").read_text() == "unpacked\n"  # not unpacked again
     assert len(json.loads((tmp_path / "metrics.json").read_text())["epochs"]) == 2
-    assert (tmp_path / "mnist_cnn.pt").stat().st_size > 0 and not (tmp_path / "data").exists()
+    assert (tmp_path / "mnist_cnn.pt").stat().st_size > 0
+    assert not (tmp_path / "data").exists() and not (tmp_path / "checkpoint.pt").exists()
 
 
 @pytest.mark.skipif(not TRAIN_SH.is_file(), reason="this project was generated without HTCondor")

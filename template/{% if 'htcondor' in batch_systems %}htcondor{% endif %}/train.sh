@@ -62,6 +62,7 @@ if [ "${status}" -eq 85 ]; then
 elif [ "${status}" -ne 0 ]; then
     exit "${status}"
 fi
-# Leave only what transfer_output_files names, so nothing else is copied back.
-rm -rf data
+# Leave only what transfer_output_files names, so nothing else is copied back (the
+# finished run's checkpoint included: mnist_cnn.pt and metrics.json hold its results).
+rm -rf data checkpoint.pt
 test -s mnist_cnn.pt && test -s metrics.json
