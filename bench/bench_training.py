@@ -153,6 +153,21 @@ def main() -> int:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
 
+    # Kernels are built on first use (oneDNN's bf16 ones take seconds): a few untimed steps
+    # of each loop on throwaway models, so that small data sets measure the loops alone.
+    warm = slice(0, 5 * 64)
+    spare = torch_MNIST.Net().to(device)
+    lesson_epoch(
+        spare,
+        torch.optim.Adadelta(spare.parameters()),
+        DataLoader(PerSampleDataset(train[0][warm], train[1][warm]), batch_size=64),
+        device,
+    )
+    spare = torch_MNIST.Net().to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    torch_MNIST.train_epoch(
+        spare, torch.optim.Adadelta(spare.parameters()), train_x[warm], train_y[warm], args.batch_size, autocast
+    )
+
     # Epochs alternate between the loops, so that load from other processes on a shared
     # machine falls on both alike.
     lesson_seconds = new_seconds = 0.0
