@@ -7,6 +7,7 @@ stands where pixi's environment would be; pixi is absent here).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -45,7 +46,7 @@ def invoke(project, env, *args):
     return run_invoke(project, *args, env=env)
 
 
-def wait_until_done(project, env, job_id, timeout=180):
+def wait_until_done(project, env, job_id, timeout=240):
     states = []
 
     def finished():
@@ -90,3 +91,31 @@ def test_missing_data_submits_nothing(cluster, project, tmp_path):
     assert "run `invoke fetch-data` first" in result.stderr
     after = subprocess.run(["squeue", "-h"], env=cluster, capture_output=True, text=True).stdout
     assert before == after
+
+
+def test_preempted_job_requeues_and_resumes(cluster, tmp_path):
+    """TERM to the batch shell (as --signal=B:TERM sends it before the time limit): the
+    script passes it to python, which checkpoints and exits 85; the job requeues itself
+    and its second run resumes, ending with the epochs asked for, each once."""
+    project = render(tmp_path / "study", load_answers("apptainer-slurm"))
+    write_data_tarball(project, train=4096, test=256)  # epochs of a few seconds: time to signal
+    result = invoke(project, cluster, "submit-slurm", *SMALL, "--args", "--epochs 4 --device cpu")
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = re.search(r"job (\d+)", result.stdout).group(1)
+    log = project / "slurm" / f"train_{job_id}.out"
+    wait_for(lambda: "epoch  1:" in log.read_text(), 240, f"epoch 1 of job {job_id}")
+    # --batch: the batch shell alone, like --signal=B:; python hears of it only through the trap.
+    subprocess.run(["scancel", "--signal=TERM", "--batch", job_id], env=cluster, check=True)
+    status = wait_until_done(project, cluster, job_id, timeout=300)
+    text = log.read_text()
+    assert f"job {job_id}: COMPLETED" in status.stdout, status.stdout + text
+    assert "TERM received" in text and f"requeueing job {job_id}" in text
+    stopped = int(re.search(r"checkpoint holds epoch (\d+), exiting 85", text).group(1))
+    assert stopped < 4 and f"resumed from epoch {stopped}" in text
+    show = subprocess.run(["scontrol", "show", "job", job_id], env=cluster, capture_output=True, text=True).stdout
+    assert "Restarts=1" in show
+    metrics = json.loads((project / f"metrics_{job_id}.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
+    assert metrics["resumed_from_epoch"] == stopped
+    assert (project / "results" / job_id / "checkpoint.pt").is_file()
+    assert (project / f"mnist_cnn_{job_id}.pt").stat().st_size > 0

@@ -86,9 +86,11 @@ def test_help_states_defaults():
     result = subprocess.run(
         [sys.executable, str(SRC / "torch_MNIST.py"), "--help"], capture_output=True, text=True, check=True
     )
-    for flag in ("--data-dir", "--epochs", "--batch-size", "--lr", "--gamma", "--save-model", "--metrics", "--amp"):
+    flags = ("--data-dir", "--epochs", "--batch-size", "--lr", "--gamma", "--save-model", "--metrics", "--amp")
+    for flag in (*flags, "--channels-last", "--target-accuracy", "--checkpoint", "--checkpoint-every"):
         assert flag in result.stdout
     assert "(default: 14)" in result.stdout and "(default: 64)" in result.stdout
+    assert "(default: auto)" in result.stdout  # --amp and --channels-last: chosen per hardware
 
 
 def test_one_epoch_cpu_smoke_run(small_mnist, tmp_path, monkeypatch):

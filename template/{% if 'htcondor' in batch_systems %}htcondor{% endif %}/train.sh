@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # HTCondor job script, the same for the docker, apptainer and pixi-pack flavours.
 # Runs in the job's scratch directory; its arguments are passed on to torch_MNIST.py.
+# Self-checkpointing: training saves checkpoint.pt every epoch and exits 85 every
+# CHECKPOINT_MINUTES (default 60) or on SIGTERM; this script exits 85 too, HTCondor
+# (checkpoint_exit_code = 85) keeps checkpoint.pt and restarts the job, which resumes.
 set -euo pipefail
 
 # Jobs run as a non-root UID, often with HOME unset or unwritable.
@@ -12,8 +15,13 @@ echo "# job on $(hostname) as uid $(id -u), in ${PWD}, GPUs: ${CUDA_VISIBLE_DEVI
 # Activate the environment: a container's activation script (never its entrypoint,
 # whose exec would replace this script), or a pixi-pack executable unpacked here.
 if [ -n "${PIXI_PACK_EXECUTABLE:-}" ]; then
-    echo "# unpacking ${PIXI_PACK_EXECUTABLE}"
-    "./${PIXI_PACK_EXECUTABLE}"
+    # activate.sh is written last: present, the environment was unpacked by a previous
+    # run in this sandbox (a restart after exit 85).
+    if [ ! -f activate.sh ]; then
+        echo "# unpacking ${PIXI_PACK_EXECUTABLE}"
+        # bash, not ./: file transfer may drop the executable bit.
+        bash "./${PIXI_PACK_EXECUTABLE}"
+    fi
     # shellcheck source=/dev/null
     . ./activate.sh
 elif [ -f /app/activate.sh ]; then
@@ -36,7 +44,25 @@ fi
 tar -xzf MNIST_data.tar.gz
 
 echo "# training"
-python src/torch_MNIST.py --data-dir data --save-model --metrics metrics.json "$@"
-# Leave only what transfer_output_files names, so nothing else is copied back.
-rm -rf data
+# In the background, so that the TERM of an eviction (sent to this script) reaches python,
+# which finishes its step, keeps its checkpoint and exits 85.
+python src/torch_MNIST.py --data-dir data --save-model --metrics metrics.json \
+    --checkpoint checkpoint.pt --checkpoint-every "${CHECKPOINT_MINUTES:-60}" "$@" &
+child=$!
+trap 'kill -TERM "${child}" 2>/dev/null || true' TERM
+status=0
+wait "${child}" || status=$?
+while kill -0 "${child}" 2>/dev/null; do # the trap interrupted wait: wait for the real exit
+    status=0
+    wait "${child}" || status=$?
+done
+if [ "${status}" -eq 85 ]; then
+    echo "# checkpointed: exit 85, HTCondor transfers checkpoint.pt and restarts this job"
+    exit 85
+elif [ "${status}" -ne 0 ]; then
+    exit "${status}"
+fi
+# Leave only what transfer_output_files names, so nothing else is copied back (the
+# finished run's checkpoint included: mnist_cnn.pt and metrics.json hold its results).
+rm -rf data checkpoint.pt
 test -s mnist_cnn.pt && test -s metrics.json
