@@ -15,7 +15,9 @@ job script, the HTCondor bindings and the training code are real.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -227,25 +229,35 @@ def test_submit_condor_refuses_a_tag_never_pushed(engine, project, built):
     assert not log.exists(), "condor_submit was called for an image that does not exist"
 
 
-def test_job_script_on_an_emulated_execute_point(engine, project, built, tmp_path):
-    """Run htcondor/train.sh in the image as an execute point would, then check the outputs."""
-    client, host, _ = engine
-    write_data_tarball(project)
-    dry_run = invoke(project, "submit-condor", "--dry-run", docker_host=host)
+def job_ad(project, host, *queue):
+    """The job ClassAd(s) submit-condor would submit (its own dry run)."""
+    args = [a for q in queue for a in ("--queue", q)]
+    dry_run = invoke(project, "submit-condor", "--dry-run", *args, docker_host=host)
     assert dry_run.returncode == 0, dry_run.stdout[-3000:] + dry_run.stderr
-    (ad,) = dry_run_ads(dry_run.stdout)
-    submitted = project / "htcondor" / "docker.sub"
-    scratch = tmp_path / "scratch"
+    return dry_run_ads(dry_run.stdout)[0]
+
+
+def execute_point_sandbox(project, ad, scratch: Path, checkpoint: Path | None = None) -> Path:
+    """A job's scratch directory as an execute point lays it out: TransferInput, the
+    executable, and on a restart the checkpoint files HTCondor kept (transfer_checkpoint_files)."""
     scratch.mkdir()
     scratch.chmod(0o777)  # the job's UID owns its scratch directory on a real execute point
+    submit_dir = project / "htcondor"
     for item in [i.strip() for i in ad["TransferInput"].split(",")] + [ad["Cmd"]]:
-        source = (submitted.parent / item).resolve()
-        target = scratch / source.name
+        source = (submit_dir / item).resolve()
         if source.is_dir():
-            shutil.copytree(source, target)
+            shutil.copytree(source, scratch / source.name)
         else:
-            shutil.copy2(source, target)
-    started = time.perf_counter()
+            shutil.copy2(source, scratch / source.name)
+    if checkpoint is not None:
+        shutil.copy2(checkpoint, scratch / ad["TransferCheckpoint"])
+        (scratch / ad["TransferCheckpoint"]).chmod(0o666)
+    return scratch
+
+
+def run_job(client, project, ad, scratch: Path, until_log: str | None = None) -> tuple[int, str]:
+    """train.sh in the image as the starter runs it (non-root, no HOME, no network); with
+    ``until_log``, SIGTERM (an eviction's soft kill) once that text is in its output."""
     container = client.containers.run(
         f"{image_of(project)}:{short_sha(project)}",
         [f"./{Path(ad['Cmd']).name}", *ad["Arguments"].split(), "--device", "cpu"],
@@ -257,16 +269,53 @@ def test_job_script_on_an_emulated_execute_point(engine, project, built, tmp_pat
         detach=True,
     )
     try:
+        if until_log is not None:
+            deadline = time.monotonic() + 300
+            while until_log not in container.logs().decode(errors="replace") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            container.kill(signal="SIGTERM")
         status = container.wait(timeout=600)["StatusCode"]
         logs = container.logs().decode(errors="replace")
     finally:
         container.remove(force=True)
+    return status, logs
+
+
+def test_job_script_on_an_emulated_execute_point(engine, project, built, tmp_path):
+    """Run htcondor/train.sh in the image as an execute point would, then check the outputs."""
+    client, host, _ = engine
+    write_data_tarball(project)
+    ad = job_ad(project, host)
+    scratch = execute_point_sandbox(project, ad, tmp_path / "scratch")
+    started = time.perf_counter()
+    status, logs = run_job(client, project, ad, scratch)
     TIMINGS["emulated HTCondor job (docker flavour)"] = time.perf_counter() - started
     assert status == 0, logs[-3000:]
     assert "CUDA available: False" in logs and "epoch  1:" in logs
     for name in [o.strip() for o in ad["TransferOutput"].split(",")]:
         assert (scratch / name).is_file() and (scratch / name).stat().st_size > 0, f"{name} missing\n{logs[-2000:]}"
     assert not (scratch / "data").exists(), "the job left the extracted data for transfer"
+
+
+def test_an_evicted_job_resumes_from_its_checkpoint(engine, project, built, tmp_path):
+    """SIGTERM mid-training: train.sh exits 85 (checkpoint_exit_code) leaving checkpoint.pt;
+    the restarted job, given that checkpoint, resumes and ends with each epoch once."""
+    client, host, _ = engine
+    write_data_tarball(project, train=4096, test=256)  # epochs of a few seconds: time to signal
+    ad = job_ad(project, host, "--epochs 3")
+    assert ad["SuccessCheckpointExitCode"] == 85 and ad["TransferCheckpoint"] == "checkpoint.pt"
+    first = execute_point_sandbox(project, ad, tmp_path / "first")
+    status, logs = run_job(client, project, ad, first, until_log="epoch  1:")
+    assert status == 85, logs[-3000:]
+    assert (first / "checkpoint.pt").is_file() and not (first / "metrics.json").exists()
+    second = execute_point_sandbox(project, ad, tmp_path / "second", checkpoint=first / "checkpoint.pt")
+    status, logs = run_job(client, project, ad, second)
+    assert status == 0, logs[-3000:]
+    stopped = int(re.search(r"resumed from epoch (\d+)", logs).group(1))
+    assert 1 <= stopped < 3
+    metrics = json.loads((second / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert not (second / "checkpoint.pt").exists(), "a finished job sends no checkpoint back"
 
 
 def test_missing_engine_is_one_sentence(project):

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from maintainer.render import load_answers, render
+from maintainer.render import git, load_answers, render
 from tests.project_helpers import write_data_tarball
-from tests.services import run_invoke, slurm_cluster, start_or_skip, wait_for
+from tests.services import STAND_INS, run_invoke, slurm_cluster, start_or_skip, wait_for
 
 pytestmark = pytest.mark.slurm
 
@@ -41,8 +41,8 @@ def project(tmp_path_factory):
 SMALL = ("--sbatch-option", "--cpus-per-task=1")
 
 
-def invoke(project, env, *args):
-    env = {**env, "RUNNER": "python", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
+def invoke(project, env, *args, runner="python"):
+    env = {**env, "RUNNER": runner, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
     return run_invoke(project, *args, env=env)
 
 
@@ -67,8 +67,9 @@ def test_training_job_completes_and_returns_the_model(cluster, project, capsys):
     turnaround = time.perf_counter() - started
     log = project / "slurm" / f"train_{job_id}.out"
     assert status.returncode == 0 and f"job {job_id}: COMPLETED" in status.stdout, status.stdout + log.read_text()
-    assert (project / f"mnist_cnn_{job_id}.pt").stat().st_size > 0
-    assert (project / f"metrics_{job_id}.json").is_file()
+    results = project / "slurm" / "results" / job_id  # each job's own directory
+    assert (results / "mnist_cnn.pt").stat().st_size > 0 and (results / "metrics.json").is_file()
+    assert f"results: slurm/results/{job_id}/ holds checkpoint.pt, metrics.json, mnist_cnn.pt" in status.stdout
     assert "epoch  1:" in log.read_text()
     with capsys.disabled():  # a measurement for the CI log, not an assertion
         print(f"\n  timing: SLURM job turnaround (submit to COMPLETED): {turnaround:.1f} s", end="")
@@ -106,16 +107,54 @@ def test_preempted_job_requeues_and_resumes(cluster, tmp_path):
     wait_for(lambda: "epoch  1:" in log.read_text(), 240, f"epoch 1 of job {job_id}")
     # --batch: the batch shell alone, like --signal=B:; python hears of it only through the trap.
     subprocess.run(["scancel", "--signal=TERM", "--batch", job_id], env=cluster, check=True)
+    # slurmctld holds a requeued job back for a while (BeginTime); a cluster's admin may
+    # release it at once, as here, so the test does not wait out that delay.
+    wait_for(lambda: f"requeueing job {job_id}" in log.read_text(), 120, f"the requeue of job {job_id}")
+    wait_for(lambda: "JobState=PENDING" in scontrol_job(cluster, job_id), 60, f"job {job_id} pending again")
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=cluster, check=True)
     status = wait_until_done(project, cluster, job_id, timeout=300)
     text = log.read_text()
     assert f"job {job_id}: COMPLETED" in status.stdout, status.stdout + text
     assert "TERM received" in text and f"requeueing job {job_id}" in text
     stopped = int(re.search(r"checkpoint holds epoch (\d+), exiting 85", text).group(1))
     assert stopped < 4 and f"resumed from epoch {stopped}" in text
-    show = subprocess.run(["scontrol", "show", "job", job_id], env=cluster, capture_output=True, text=True).stdout
-    assert "Restarts=1" in show
-    metrics = json.loads((project / f"metrics_{job_id}.json").read_text())
+    assert "Restarts=1" in scontrol_job(cluster, job_id)
+    results = project / "slurm" / "results" / job_id
+    metrics = json.loads((results / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
     assert metrics["resumed_from_epoch"] == stopped
-    assert (project / "results" / job_id / "checkpoint.pt").is_file()
-    assert (project / f"mnist_cnn_{job_id}.pt").stat().st_size > 0
+    assert (results / "checkpoint.pt").is_file() and (results / "mnist_cnn.pt").stat().st_size > 0
+
+
+def scontrol_job(cluster, job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], env=cluster, capture_output=True, text=True).stdout
+
+
+def test_the_apptainer_runner_runs_this_commits_sif(cluster, tmp_path):
+    """RUNNER=apptainer: the job runs `apptainer run` on the .sif submit-slurm names (the one
+    SIF name); the apptainer stand-in runs the command on this host instead of a container."""
+    project = render(tmp_path / "study", load_answers("apptainer-slurm"))
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "start")
+    write_data_tarball(project)
+    log = tmp_path / "apptainer.log"
+    env = {**cluster, "STANDIN_LOG": str(log), "PATH": f"{STAND_INS}{os.pathsep}{cluster['PATH']}"}
+    assert invoke(project, env, "build-sif").returncode == 0
+    sif = project / invoke(project, env, "sif-name").stdout.strip()
+    assert sif.is_file()
+    result = invoke(project, env, "submit-slurm", *SMALL, "--args", "--epochs 1 --device cpu", runner="apptainer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = re.search(r"job (\d+)", result.stdout).group(1)
+    status = wait_until_done(project, env, job_id)
+    output = (project / "slurm" / f"train_{job_id}.out").read_text()
+    assert f"job {job_id}: COMPLETED" in status.stdout, status.stdout + output
+    assert "runner apptainer" in output and "epoch  1:" in output
+    runs = [line for line in log.read_text().splitlines() if line.startswith("apptainer run")]
+    assert runs == [
+        f"apptainer run --nv --bind {project} --pwd {project} {sif} python src/torch_detect_GPU.py",
+        f"apptainer run --nv --bind {project} --pwd {project} {sif} python src/torch_MNIST.py --data-dir data "
+        f"--save-model --model slurm/results/{job_id}/mnist_cnn.pt --metrics slurm/results/{job_id}/metrics.json "
+        f"--checkpoint slurm/results/{job_id}/checkpoint.pt --epochs 1 --device cpu",
+    ]
+    assert (project / "slurm" / "results" / job_id / "mnist_cnn.pt").stat().st_size > 0

@@ -377,5 +377,5 @@ def test_dev_group_is_the_one_list_and_install_uses_a_venv():
     group = pyproject["dependency-groups"]["dev"]
     assert "py-rattler>=0.24" in group  # lock format v7
     install = (ROOT / ".ci" / "install").read_text()
-    assert '"$python" -m venv .venv' in install and 'expand("dev")' in install
+    assert '"$python" -m venv .venv' in install and "-m maintainer.groups dev" in install
     assert "python3 -m pip install" not in install, "PEP 668: no pip into the system Python"

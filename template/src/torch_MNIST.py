@@ -247,7 +247,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gamma", type=float, default=0.7, help="learning rate step gamma")
     parser.add_argument("--seed", type=int, default=1, help="random seed")
     parser.add_argument("--dry-run", action="store_true", help="quickly check a single pass")
-    parser.add_argument("--save-model", action="store_true", help="save the trained model as mnist_cnn.pt")
+    parser.add_argument("--save-model", action="store_true", help="save the trained model (to --model)")
+    parser.add_argument("--model", type=Path, default=Path("mnist_cnn.pt"), help="where --save-model writes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
         "--amp",
@@ -485,8 +486,9 @@ def train(args: argparse.Namespace, started: float, stopping: list) -> int:
     total_seconds = elapsed()
 
     if args.save_model:
-        torch.save(model.state_dict(), "mnist_cnn.pt")
-        print("saved mnist_cnn.pt")
+        args.model.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), args.model)
+        print(f"saved {args.model}")
     if args.metrics:
         config = config_of(args)
         config["precision"] = "bfloat16" if bf16 else "float32"

@@ -84,6 +84,9 @@ def slurm_status(c, job: int = 0, log: bool = False):
     print(f"job {job_id}: {state or 'unknown (no longer known to slurmctld, and no accounting)'}")
     output = SLURM_DIR / f"train_{job_id}.out"
     print(f"output: {output.relative_to(ROOT)}" + ("" if output.is_file() else " (not written yet)"))
+    results = SLURM_DIR / "results" / job_id  # OUT in slurm/train.sbatch
+    held = ", ".join(sorted(p.name for p in results.iterdir())) if results.is_dir() else "nothing yet"
+    print(f"results: {results.relative_to(ROOT)}/ holds {held}")
     if log and output.is_file():
         print(output.read_text(errors="replace"))
     if state and state.split()[0] in {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}:

@@ -22,8 +22,11 @@ if [ -n "${PIXI_PACK_EXECUTABLE:-}" ]; then
         # bash, not ./: file transfer may drop the executable bit.
         bash "./${PIXI_PACK_EXECUTABLE}"
     fi
+    # pixi-unpack's activate.sh runs conda's activation scripts, which read unset variables.
+    set +u
     # shellcheck source=/dev/null
     . ./activate.sh
+    set -u
 elif [ -f /app/activate.sh ]; then
     # shellcheck source=/dev/null
     . /app/activate.sh
