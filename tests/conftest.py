@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from maintainer.render import load_answers, preset_names, render
+from tests.services import TIMINGS
 
 os.environ.setdefault("CONDOR_CONFIG", os.devnull)
 # The tools the tests call by name (hadolint, actionlint, zizmor, shellcheck, invoke, ...) are
@@ -40,6 +41,10 @@ def pytest_terminal_summary(terminalreporter):
         "test_container_engine" in report.nodeid for report in terminalreporter.stats["passed"]
     ):
         terminalreporter.write_line(f"also stood in for: {IMAGE_STANDIN_NOTE}")
+    if TIMINGS:
+        terminalreporter.section("timings measured by the tests (seconds; not assertions)")
+        for what, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{what}: {seconds:.1f} s")
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 STAND_INS = Path(__file__).resolve().parent / "stand-ins"
 BASE_IMAGE = "rmt-test-base:bookworm"
+# Durations the service tests measure, printed at the end of the run by conftest.py.
+TIMINGS: dict[str, float] = {}
 
 
 class Unavailable(Exception):
