@@ -1,4 +1,4 @@
-"""The template's own tasks.py: render, check and release, as a maintainer types them."""
+"""The template's own tasks.py (not the generated project's tasks/): render, check and release."""
 
 from __future__ import annotations
 
@@ -28,21 +28,27 @@ def test_check_fails_on_a_broken_rendering(tmp_path):
     (target / "pixi.toml").write_text((target / "pixi.toml").read_text().replace("[dependencies]", "[dependencies"))
     result = invoke("check", str(target), "--only", "pixi")
     assert result.returncode != 0
-    assert "FAIL" in result.stdout and "check(s) failed" in result.stderr
+    assert result.stdout.splitlines()[0].split()[:3] == ["FAIL", "pixi.toml", "TOML"]
+    assert result.stdout.splitlines()[-1] == "0 ok, 1 failed, 0 skipped"
+    assert result.stderr.strip() == f"1 check(s) failed in {target}."
 
 
 def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path):
     result = invoke("render", "--preset", "no-such-preset", "--output", str(tmp_path / "x"))
     assert result.returncode != 0 and "neither an answers file nor a preset" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     answers = tmp_path / "answers.yml"
     answers.write_text("author_email: not-an-address\n")
     result = invoke("render", "--answers", str(answers), "--output", str(tmp_path / "y"))
     assert result.returncode != 0 and "is not an e-mail address" in result.stderr
     assert not (tmp_path / "y").exists() or not any((tmp_path / "y").iterdir())
     result = invoke("check", str(tmp_path / "nowhere"))
-    assert result.returncode != 0 and "not a rendered project" in result.stderr
-    result = invoke("check", str(tmp_path / "y"), "--only", "nonsense")
     assert result.returncode != 0
+    assert result.stderr.strip() == f"{tmp_path / 'nowhere'} is not a rendered project; run `invoke render` first."
+    assert invoke("render", "--preset", "cpu-linux", "--output", str(tmp_path / "z")).returncode == 0
+    result = invoke("check", str(tmp_path / "z"), "--only", "nonsense")
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("unknown check(s) nonsense; choose from pixi, docker,")
     result = invoke("release", "1.2")
-    assert result.returncode != 0 and "is not a version like 1.2.0" in result.stderr
+    assert result.returncode != 0 and result.stderr.strip() == "'1.2' is not a version like 1.2.0."
     assert "Traceback" not in result.stderr
