@@ -221,7 +221,13 @@ echo unpacked >> unpack.log
 mkdir -p env/bin
 printf '#!/bin/sh\\nexec %s "$@"\\n' "{python}" > env/bin/python
 chmod +x env/bin/python
-echo 'export PATH="$PWD/env/bin:$PATH"' > activate.sh
+# Like conda's activation scripts that pixi-unpack's activate.sh runs, it reads variables
+# that may be unset (CONDA_SHLVL on a fresh node): train.sh must source it without -u.
+cat > activate.sh <<'ACTIVATE'
+export CONDA_SHLVL=$((${{CONDA_SHLVL:-0}} + 0))
+if [ -n "$CONDA_PREFIX_1" ]; then :; fi
+export PATH="$PWD/env/bin:$PATH"
+ACTIVATE
 """
 
 
