@@ -344,6 +344,9 @@ def slurm_cluster(workdir: Path):
                     f"SlurmctldPort={ctld_port}",
                     f"SlurmdPort={slurmd_port}",
                     "AuthType=auth/munge",
+                    # A requeued job waits out its old credential's lifetime (default 120 s)
+                    # before it may start again: short here, so the requeue test is quick.
+                    "AuthInfo=cred_expire=10",
                     "SlurmUser=root",
                     "ProctrackType=proctrack/linuxproc",
                     "TaskPlugin=task/none",
