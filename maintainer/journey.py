@@ -14,8 +14,6 @@ Steps: render, lock, install, project-tests, image, sif, pack, condor, update.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import os
 import shlex
 import shutil
@@ -26,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from maintainer.project import data_pins, write_data_tarball
 from maintainer.render import ROOT, git, load_answers, render_fresh
 
 STAND_INS = ROOT / "tests" / "stand-ins"
@@ -86,26 +85,10 @@ class Journey:
         return (self.project / path).exists()
 
     def write_data(self) -> Path:
-        """A tiny random MNIST_data.tar.gz in CHTC's layout, made by the project's own tasks package."""
-        package = self.project / "tasks"
-        spec = importlib.util.spec_from_file_location(
-            "journey_project_tasks", package / "__init__.py", submodule_search_locations=[str(package)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        archive = self.project / "MNIST_data.tar.gz"
-        with tempfile.TemporaryDirectory() as tmp:
-            raw = Path(tmp) / "data" / "MNIST" / "raw"
-            raw.mkdir(parents=True)
-            module.data.tiny_mnist(raw, 256, 64)
-            with tarfile.open(archive, "w:gz") as tar:
-                tar.add(Path(tmp) / "data", arcname="data")
-        # Pinned as the project's data (INVOKE_* overrides), so the tasks verify it as the real one.
-        content = archive.read_bytes()
-        blob = hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
-        self.env["INVOKE_PROJECT_DATA_GIT_BLOB"] = blob
-        self.env["INVOKE_PROJECT_DATA_SHA256"] = hashlib.sha256(content).hexdigest()
+        """A tiny random MNIST_data.tar.gz in CHTC's layout, pinned as the project's data (INVOKE_*
+        overrides), so the tasks verify it as they verify the real one."""
+        archive = write_data_tarball(self.project)
+        self.env.update(data_pins(archive))
         return archive
 
     # -------------------------------------------------------------------- steps

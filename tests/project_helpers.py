@@ -1,42 +1,16 @@
-"""Helpers that use a rendered project's own vendored tasks package."""
+"""Helpers for tests on a rendered project (project_tasks and write_data_tarball live in maintainer/project.py)."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.util
 import io
 import json
 import re
-import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
+from maintainer.project import data_pins, project_tasks, write_data_tarball
 
-@functools.cache
-def project_tasks(project: Path):
-    """Import a rendered project's tasks package under a name of its own (importing reads nothing)."""
-    package = project / "tasks"
-    spec = importlib.util.spec_from_file_location(
-        f"tasks_{abs(hash(project))}", package / "__init__.py", submodule_search_locations=[str(package)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # the package's modules import each other relatively
-    spec.loader.exec_module(module)
-    return module
-
-
-def write_data_tarball(project: Path, train: int = 256, test: int = 64) -> Path:
-    """MNIST_data.tar.gz in the layout of CHTC's copy (data/MNIST/raw/), tiny and random."""
-    archive = project / "MNIST_data.tar.gz"
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "data" / "MNIST" / "raw"
-        raw.mkdir(parents=True)
-        project_tasks(project).data.tiny_mnist(raw, train, test)
-        with tarfile.open(archive, "w:gz") as tar:
-            tar.add(Path(tmp) / "data", arcname="data")
-    return archive
+__all__ = ["project_tasks", "write_data_tarball", "tiny_data_pins", "dry_run_ads", "dry_run_command", "tar_members"]
 
 
 def tar_members(archive: Path) -> list[str]:
@@ -56,13 +30,9 @@ def dry_run_command(stdout: str) -> str:
 
 
 def tiny_data_pins(project: Path) -> dict[str, str]:
-    """INVOKE_* overrides that pin the tiny archive written by write_data_tarball as the project's data.
+    """The tiny archive written by write_data_tarball, pinned as the project's data ({} without one).
 
     The real archive's pins stay in pixi.toml; a test archive is verified like any other.
     """
     archive = project / "MNIST_data.tar.gz"
-    if not archive.is_file():
-        return {}
-    content = archive.read_bytes()
-    blob = hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
-    return {"INVOKE_PROJECT_DATA_GIT_BLOB": blob, "INVOKE_PROJECT_DATA_SHA256": hashlib.sha256(content).hexdigest()}
+    return data_pins(archive) if archive.is_file() else {}

@@ -200,12 +200,10 @@ def apt_mirror() -> str:
 
 def torch_requirement() -> str:
     """The CPU build of the torch pinned in pyproject.toml's dev group (the one place for its version)."""
-    import tomllib
+    from maintainer.groups import group, split_torch
 
-    group = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["dependency-groups"]
-    pins = [d.replace(" ", "") for d in group["dev"] if isinstance(d, str)]
-    (pin,) = [d for d in pins if d.startswith("torch==")]
-    return pin + "+cpu"
+    (pin,) = split_torch(group("dev"))[1]
+    return pin
 
 
 def image_python(rootfs: Path) -> str:

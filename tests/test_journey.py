@@ -8,7 +8,6 @@ arguments appended to its cmd; `depends-on` tasks run first, without those argum
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import json
 import re
@@ -22,6 +21,7 @@ from functools import partial
 import pytest
 
 from maintainer.checks import read_manifest
+from maintainer.project import git_blob_id
 from maintainer.render import preset_names
 from tests.project_helpers import write_data_tarball
 from tests.services import run_invoke
@@ -158,7 +158,7 @@ def served(renderings, tmp_path):
     shutil.copy(renderings["cpu-linux"] / "pixi.toml", root / "pixi.toml")
     shutil.copytree(renderings["cpu-linux"] / "tasks", root / "tasks")  # write_data_tarball uses its tiny_mnist
     archive = write_data_tarball(root)
-    blob = hashlib.sha1(b"blob %d\0" % archive.stat().st_size + archive.read_bytes()).hexdigest()
+    blob = git_blob_id(archive.read_bytes())
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
