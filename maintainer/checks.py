@@ -292,9 +292,7 @@ def check_shell(project: Path) -> list[Finding]:
 
 def check_python(project: Path) -> list[Finding]:
     return [
-        _run_tool(
-            project, "src/ tests/ tasks.py", "ruff check", ["ruff", "check", "--no-cache", "."], "pip install ruff"
-        )
+        _run_tool(project, "src/ tests/ tasks/", "ruff check", ["ruff", "check", "--no-cache", "."], "pip install ruff")
     ]
 
 

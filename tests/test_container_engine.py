@@ -8,7 +8,7 @@ Then `invoke submit-condor` runs against that registry, and the rendered HTCondo
 script runs inside the built image the way an execute point runs it.
 
 Stood in for (absent here): pixi, inside the base image (tests/stand-ins/pixi), and
-condor_submit (tests/stand-ins). Docker, the registry, the Dockerfile, tasks.py, the
+condor_submit (tests/stand-ins). Docker, the registry, the Dockerfile, the tasks package, the
 job script, the HTCondor bindings and the training code are real.
 """
 

@@ -67,16 +67,15 @@ def docker_image(c, s: Settings, tag: str, build: bool, dry_run: bool) -> str:
 
 def sif_image(c, s: Settings, tag: str, build: bool, dry_run: bool, sent: list[Path]) -> str:
     path = sif_path(s, tag)
-    staged = s.htcondor.osdf_path and (staging_dir(s) / path.name).is_file()
-    if not path.is_file() and not staged:
+    if not path.is_file():
+        if s.htcondor.osdf_path and (staging_dir(s) / path.name).is_file():
+            return osdf_url(s, path.name)  # staged earlier; the local copy may be gone
         if not build:
             raise Exit(f"{path.name} does not exist; run `invoke build-sif` or add --build.")
         if dry_run:
             print(f"would build {path.name}")
             return f"../{path.name}"
         build_sif(c)
-    if staged and not path.is_file():
-        return stage(s, staging_dir(s) / path.name, dry_run)  # already there: just its URL
     return large_input(s, path, dry_run, sent)
 
 

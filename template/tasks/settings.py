@@ -102,9 +102,9 @@ def _underscored(table: dict) -> dict:
 
 
 def _coerce(kind, value, where: str):
-    """A value from TOML or an environment variable, as the field's type."""
+    """A value from TOML or an environment variable, as the field's type (its annotation, a string here)."""
     text = str(value).strip()
-    if kind in (bool, "bool"):
+    if kind == "bool":
         if isinstance(value, bool):
             return value
         if text.lower() in {"1", "true", "yes", "on"}:
@@ -112,12 +112,12 @@ def _coerce(kind, value, where: str):
         if text.lower() in {"0", "false", "no", "off", ""}:
             return False
         raise Exit(f"{where} must be true or false, not {text!r}.")
-    if kind in (int, "int"):
+    if kind == "int":
         try:
             return int(text)
         except ValueError:
             raise Exit(f"{where} must be a whole number, not {text!r}.") from None
-    if str(kind).startswith("tuple"):
+    if kind.startswith("tuple"):
         if isinstance(value, (list, tuple)):
             return tuple(str(v) for v in value)
         return tuple(part.strip() for part in text.split(",") if part.strip())
