@@ -22,7 +22,7 @@ os.environ.setdefault("CONDOR_CONFIG", os.devnull)
 ROOT = Path(__file__).resolve().parent.parent
 # conda subdirs that can hold a CUDA platform entry (conda-forge builds CUDA PyTorch for both).
 LINUX_SUBDIRS = ("linux-64", "linux-aarch64")
-DEFAULT_SCHEMA = ROOT.parent / "shared" / "schemas" / "pixi-manifest-v0.77.0.json"
+DEFAULT_SCHEMA = ROOT / "reference" / "schemas" / "pixi-manifest-v0.77.0.json"
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Finding:
 
 
 def schema_path() -> Path:
-    """pixi's manifest schema: $PIXI_MANIFEST_SCHEMA, else ../shared beside the repo."""
+    """pixi's manifest schema: $PIXI_MANIFEST_SCHEMA, else the copy in reference/."""
     return Path(os.environ.get("PIXI_MANIFEST_SCHEMA", DEFAULT_SCHEMA))
 
 

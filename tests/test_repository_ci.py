@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-from pathlib import Path
 
-import pytest
 import yaml
 
 from maintainer.checks import check_workflows
@@ -16,7 +13,7 @@ from maintainer.render import ROOT
 from tests.test_generated_files import assert_findings
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-FACTS = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared")) / "facts" / "github-actions.md"
+FACTS = ROOT / "reference" / "facts" / "github-actions.md"
 
 
 def uses_lines():
@@ -49,7 +46,6 @@ def test_every_action_is_pinned_to_a_commit_with_its_version():
         assert re.fullmatch(r"(- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40}  # v[\d.]+", line), f"{workflow}: {line}"
 
 
-@pytest.mark.skipif(not FACTS.is_file(), reason=f"{FACTS} is absent (the facts live beside the checkout)")
 def test_pins_are_the_commits_of_their_versions():
     rows = re.findall(r"^\| (\S+) \| (v[\d.]+)[^|]*\| ([0-9a-f]{40}) \|$", FACTS.read_text(), re.M)
     table = {(action, version): commit for action, version, commit in rows}

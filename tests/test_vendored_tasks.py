@@ -2,7 +2,7 @@
 
 Stood in for (absent here): pixi, pixi-pack, apptainer, condor_submit and condor_q
 (tests/stand-ins record their argv). The lock reader is real py-rattler, on a v7 lock
-with aliased named platforms (tests/fixtures/locks) and on a real v6 lock (../shared).
+with aliased named platforms (tests/fixtures/locks) and on a real v6 lock (reference/samples).
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from tests.services import STAND_INS, run_invoke
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 V7_LOCK = FIXTURES / "locks" / "tasks-gpu-aliased.v7.lock"
-SAMPLE_LOCK = Path(
-    os.environ.get("PIXI_SAMPLE_LOCK", Path(__file__).resolve().parents[2] / "shared/samples/hello-pytorch.pixi.lock")
-)
+SAMPLE_LOCK = Path(__file__).resolve().parents[1] / "reference" / "samples" / "hello-pytorch.pixi.lock"
 
 
 def committed(path: Path) -> Path:
