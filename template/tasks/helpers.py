@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def read_toml(path: Path) -> dict:
         raise Exit(f"{path} not found; run invoke from the project directory.") from None
     except tomllib.TOMLDecodeError as error:
         raise Exit(f"{path.name} is not valid TOML ({error}); fix it before running tasks.") from None
+
+
+def fetcher():
+    """src/fetch_data.py: one implementation of the data's pins, download and extraction."""
+    source = str(ROOT / "src")
+    if source not in sys.path:
+        sys.path.insert(0, source)
+    try:
+        import fetch_data
+    except ImportError:
+        raise Exit("src/fetch_data.py is missing; restore it from the template.") from None
+    return fetch_data
 
 
 def tool(name: str, how: str) -> str:

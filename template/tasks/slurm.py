@@ -37,12 +37,14 @@ def submit_slurm(c, args: str = "", sbatch_option=None):
     sbatch = tool("sbatch", "submit from a SLURM login node")
     if not (ROOT / "data").is_dir() and not (ROOT / settings(c).data.archive).is_file():
         raise Exit("neither data/ nor the data archive is here; run `invoke fetch-data` first.")
-    argv = [sbatch, "--parsable", f"--chdir={ROOT}", f"--output={SLURM_DIR / 'train_%j.out'}"]
-    # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name.
-    if git("rev-parse", "HEAD"):
-        argv.append(f"--export=ALL,SIF={ROOT / sif_name(settings(c), immutable_tag())}")
+    # --output is a filename pattern (sbatch(1), "filename pattern"): a % in the project's path is written %%.
+    output = str(SLURM_DIR).replace("%", "%%") + "/train_%j.out"
+    argv = [sbatch, "--parsable", f"--chdir={ROOT}", f"--output={output}", "--export=ALL"]
+    # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name. It travels
+    # in sbatch's environment (--export=ALL), not in --export=SIF=..., which splits at commas.
+    env = {"SIF": str(ROOT / sif_name(settings(c), immutable_tag()))} if git("rev-parse", "HEAD") else {}
     argv += sbatch_options(c) + list(sbatch_option or []) + [str(SLURM_SCRIPT), *shlex.split(args)]
-    job_id = run(argv, "sbatch", capture=True).strip().split(";")[0]
+    job_id = run(argv, "sbatch", capture=True, env=env).strip().split(";")[0]
     if not job_id.isdigit():
         raise Exit(f"sbatch printed {job_id!r} instead of a job id.")
     LAST_JOB.write_text(job_id + "\n")
