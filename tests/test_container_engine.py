@@ -265,9 +265,11 @@ def run_job(client, project, ad, scratch: Path, until_log: str | None = None) ->
         [f"./{Path(ad['Cmd']).name}", *ad["Arguments"].split(), "--device", "cpu"],
         user=TEST_UID,
         # The ad's environment (the data's pins, for train.sh's verification), as the starter sets it.
-        environment={"HOME": "", "_CONDOR_SCRATCH_DIR": "/scratch", **dict(
-            pair.split("=", 1) for pair in ad.get("Environment", "").split()
-        )},  # fmt: skip
+        environment={
+            "HOME": "",
+            "_CONDOR_SCRATCH_DIR": "/scratch",
+            **dict(pair.split("=", 1) for pair in ad.get("Environment", "").split()),
+        },
         working_dir="/scratch",
         volumes={str(scratch): {"bind": "/scratch", "mode": "rw"}},
         network_mode="none",
