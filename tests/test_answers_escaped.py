@@ -95,6 +95,12 @@ def test_apptainer_def_keeps_its_sections(hostile):
     assert runtime.test
 
 
+@pytest.mark.parametrize("path", ["osdf:///chtc/staging/$ENV(HOME)", 'osdf:///chtc/staging/a"b', "osdf:///a b"])
+def test_an_osdf_path_with_macro_or_quote_characters_is_refused(tmp_path, path):
+    with pytest.raises(ValueError, match="must start with osdf:///"):
+        render(tmp_path / "p", {"osdf_path": path})
+
+
 def test_a_description_starting_with_percent_is_refused(tmp_path):
     with pytest.raises(ValueError, match="must not start with %"):
         render(tmp_path / "p", {"description": "%post rm -rf /"})

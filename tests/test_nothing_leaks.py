@@ -180,3 +180,31 @@ def test_the_htcondor_job_refuses_a_hostile_archive(copy_of, tmp_path):
     result = subprocess.run(["bash", "train.sh"], cwd=scratch, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "outside data/, so nothing was extracted" in result.stderr, result.stderr
     assert not (scratch / "tasks").exists() and archive.is_file()
+
+
+# ---------------------------------------------------------------- timeouts
+def test_every_subprocess_call_in_the_tasks_has_a_timeout(renderings):
+    """nvidia-smi, scontrol, sacct, git, condor_submit, sbatch, the bindings' child: none may hang a task."""
+    import ast
+
+    missing = []
+    for module in sorted((renderings["everything"] / "tasks").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            calls = isinstance(node, ast.Call) and ast.unparse(node.func) == "subprocess.run"
+            if calls and not any(keyword.arg == "timeout" for keyword in node.keywords):
+                missing.append(f"{module.name}:{node.lineno}")
+    assert missing == []
+
+
+def test_a_hanging_query_or_submission_is_one_sentence(renderings):
+    from invoke import Exit
+
+    helpers = project_tasks(renderings["everything"]).helpers
+    previous, helpers.QUERY_TIMEOUT = helpers.QUERY_TIMEOUT, 0.5
+    try:
+        with pytest.raises(Exit, match=r"sleep did not answer within 0.5 s"):
+            helpers.query(["sleep", "30"])
+    finally:
+        helpers.QUERY_TIMEOUT = previous
+    with pytest.raises(Exit, match=r"sbatch did not finish within 0.5 s"):
+        helpers.run(["sleep", "30"], "sbatch", capture=True, timeout=0.5)

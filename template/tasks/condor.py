@@ -19,7 +19,7 @@ from invoke import Exit, task
 from .apptainer import build_sif, sif_path
 from .condor_bindings import job_ads
 from .data import data_archive, ensure_data, plot_metrics
-from .helpers import MANIFEST, ROOT, immutable_tag, run, tool
+from .helpers import MANIFEST, QUERY_TIMEOUT, ROOT, SUBMIT_TIMEOUT, immutable_tag, run, tool
 from .images import build_image, docker_client, push_image, registry_has
 from .pack import check_pack_disk, condor_size, pack, pack_path
 from .settings import Settings, settings
@@ -194,7 +194,7 @@ def submit_condor(
         if interactive:
             run(argv, "condor_submit -interactive", cwd=CONDOR_DIR)
             return
-        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True)
+        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True, timeout=SUBMIT_TIMEOUT)
     print(out, end="")
     match = re.search(r"submitted to cluster (\d+)", out)
     if not match:
@@ -245,7 +245,7 @@ def job_dirs(cluster: str) -> list[Path]:
 def condor_status(c, cluster: int = 0):
     """Show the cluster's jobs (condor_q) and where their results are."""
     cid = last_cluster(cluster)
-    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q")
+    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q", timeout=QUERY_TIMEOUT)
     for directory in job_dirs(cid):
         files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
         print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")

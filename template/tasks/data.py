@@ -24,7 +24,7 @@ def ensure_data(c, extract: bool = False) -> Path:
     """The verified archive, downloaded first where it is missing."""
     data = settings(c).data
     if not data.url:
-        raise Exit("pixi.toml names no data: set `url` (and `sha256`) under [tool.invoke-tasks.data].")
+        raise Exit("pixi.toml names no data: set `url` (and `git-blob` or `sha256`) under [tool.invoke-tasks.data].")
     fetch_data = fetcher()
     try:
         archive = fetch_data.fetch(

@@ -231,8 +231,12 @@ def load(manifest: dict, overrides: dict, environ) -> Settings:
 
 def _data_settings(manifest: dict, overrides: dict, environ) -> dict:
     """The data section, from the one reader that `pixi run fetch-data` uses too."""
-    fetch_data = fetcher()
     layer = overrides.get("data") or {}
+    configured = manifest.get("tool", {}).get("invoke-tasks", {}).get("data") or layer
+    configured = configured or any(key.startswith("INVOKE_PROJECT_DATA_") for key in environ)
+    if not configured and not (ROOT / "src" / "fetch_data.py").is_file():
+        return {}  # a hand-written project without data settings or src/fetch_data.py: no data
+    fetch_data = fetcher()
     try:
         config = fetch_data.data_config(manifest, [("Invoke's `project` configuration", layer)], environ)
     except fetch_data.FetchError as error:
