@@ -138,8 +138,7 @@ def submit_condor(
     submit_file = CONDOR_DIR / f"{flavour}.sub"
     if not submit_file.is_file():
         raise Exit(f"{submit_file.relative_to(ROOT)} does not exist: this project has no {flavour} flavour.")
-    if build and tag and tag != immutable_tag():
-        raise Exit(f"--build builds this commit ({immutable_tag()}), not --tag {tag}; drop one of them.")
+    check_tag_and_build(tag, build)
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
     commands = resource_commands(s) + [("data_pins", data_pins(s))]
     sent: list[Path] = [ROOT / "src", MANIFEST]
@@ -160,10 +159,7 @@ def submit_condor(
         report_transfer(sent)
 
     with tempfile.TemporaryDirectory() as scratch:
-        # One line per job (--queue, else train_args.txt), escaped so each reaches its job literally.
-        sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
-        sweep.write_text("".join(f"{condor_literal(args)}\n" for args in queue or train_args_lines()))
-        commands.append(("train_args_file", str(sweep)))
+        commands.append(("train_args_file", str(write_sweep(Path(scratch), queue))))
         ads = job_ads(submit_file.read_text(), commands, CONDOR_DIR)
         for ad in ads or []:
             for attribute, command in (("RequestMemory", "request_memory"), ("RequestDisk", "request_disk")):
@@ -202,6 +198,18 @@ def submit_condor(
     LAST_CLUSTER.write_text(match.group(1) + "\n")
     cluster = match.group(1)
     print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
+
+
+def check_tag_and_build(tag: str, build: bool) -> None:
+    if build and tag and tag != immutable_tag():
+        raise Exit(f"--build builds this commit ({immutable_tag()}), not --tag {tag}; drop one of them.")
+
+
+def write_sweep(scratch: Path, queue: list[str] | None) -> Path:
+    """One line per job (--queue, else train_args.txt), escaped so that each reaches its job literally."""
+    sweep = scratch / "sweep.txt"  # read by condor_submit at submit time only
+    sweep.write_text("".join(f"{condor_literal(args)}\n" for args in queue or train_args_lines()))
+    return sweep
 
 
 def train_args_lines() -> list[str]:

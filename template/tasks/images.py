@@ -38,6 +38,18 @@ def source_url(remote: str) -> str:
     return f"https://{host}/{path.removesuffix('.git').removesuffix('/')}"
 
 
+def image_labels(version: str) -> dict[str, str]:
+    """The OCI labels of a build: the source is a public URL (never credentials or a local path)."""
+    labels = {
+        "org.opencontainers.image.source": source_url(git("remote", "get-url", "origin") or ""),
+        "org.opencontainers.image.revision": git("rev-parse", "HEAD") or "",
+        "org.opencontainers.image.created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "org.opencontainers.image.version": version,
+        "io.pixi.lock.sha256": lock_digest(),
+    }
+    return {key: value for key, value in labels.items() if value}
+
+
 def docker_client():
     try:
         import docker
@@ -111,14 +123,7 @@ def build_image(
         buildargs["PIXI_IMAGE"] = pixi_image
     if runtime_image:
         buildargs["RUNTIME_IMAGE"] = runtime_image
-    labels = {
-        "org.opencontainers.image.source": source_url(git("remote", "get-url", "origin") or ""),
-        "org.opencontainers.image.revision": git("rev-parse", "HEAD") or "",
-        "org.opencontainers.image.created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "org.opencontainers.image.version": tags[1],
-        "io.pixi.lock.sha256": lock_digest(),
-    }
-    labels = {key: value for key, value in labels.items() if value}
+    labels = image_labels(tags[1])
     print(f"building {image}:{tags[1]} ({buildargs['PIXI_ENVIRONMENT']} environment, {platform})", flush=True)
     image_id = None
     stream = client.api.build(
