@@ -283,7 +283,7 @@ class Journey:
         if copy.exists():
             shutil.rmtree(copy)
         git(self.project.parent, "clone", "-q", "--no-local", str(ROOT), str(copy))
-        parents = git(copy, "rev-list", "--max-count=2", "HEAD").split()
+        parents = git(copy, "rev-list", "--first-parent", "--max-count=2", "HEAD").split()
         git(copy, "tag", STAND_IN_RELEASE, parents[-1])
         print(f"[update] no v* release here: tagged {parents[-1][:12]} {STAND_IN_RELEASE} on a copy ({copy})")
         return str(copy), STAND_IN_RELEASE
