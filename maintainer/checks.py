@@ -230,7 +230,13 @@ def workflow_pitfalls(text: str) -> list[str]:
     problems = []
     if re.search(r"\$\{\{[^}]*\bvars\.", text):
         problems.append("reads a repository variable (vars.): none is given to pull requests from forks")
-    for name, job in (yaml.safe_load(text).get("jobs") or {}).items():
+    try:
+        jobs = (yaml.safe_load(text) or {}).get("jobs") or {}
+    except yaml.YAMLError:
+        return problems  # actionlint reports the syntax
+    for name, job in jobs.items() if isinstance(jobs, dict) else []:
+        if not isinstance(job, dict):
+            continue
         inside = yaml.safe_dump({key: value for key, value in job.items() if key != "container"})
         if "container" in job and re.search(r"\$\{\{\s*github\.workspace\s*\}\}", inside):
             problems.append(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maintainer.checks import check_workflows, workflow_pitfalls
+from maintainer.checks import check_workflows, run_checks, workflow_pitfalls
 from maintainer.journey import STEPS
 from maintainer.render import ROOT
 from tests.test_generated_files import assert_findings
@@ -156,3 +156,15 @@ def test_ci_container_script_passes_shellcheck():
         ["shellcheck", "--shell=bash", ".ci/container"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_check_without_its_input_fails_under_ci(monkeypatch, renderings):
+    """GitHub sets CI=true: a check that finds no input (pixi's schema here) must not pass as a skip."""
+    monkeypatch.setenv("PIXI_MANIFEST_SCHEMA", "/nonexistent/schema.json")
+    findings = run_checks(renderings["defaults"], ["pixi"])
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"schema\.json not found.*CI=true"):
+        assert_findings(findings)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="pixi JSON schema on pixi.toml"):
+        assert_findings(findings)
