@@ -7,6 +7,7 @@ invoke release 1.2.0                  # tag what `copier update` will offer
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from maintainer.base_image import NETWORK_CHECKS
-from maintainer.checks import CHECKS, run_checks
+from maintainer.checks import CHECKS, iter_findings
 from maintainer.render import ROOT, load_answers, preset_names, render_fresh
 
 BUILD = ROOT / "build"
@@ -66,11 +67,14 @@ def check(c, path: str, only: str = ""):
         choices = ", ".join([*CHECKS, *NETWORK_CHECKS])
         raise Exit(f"unknown check(s) {', '.join(sorted(unknown))}; choose from {choices}.")
     offline = [n for n in names if n in CHECKS] if names else list(CHECKS)
-    findings = run_checks(project, offline) if offline else []
-    for name in (n for n in names if n in NETWORK_CHECKS):
-        findings += NETWORK_CHECKS[name](project)
-    for finding in findings:
-        print(finding.line())
+    network = [n for n in names if n in NETWORK_CHECKS]
+    print(f"checking {project}: {', '.join(offline + network)} (each line as its tool finishes)", flush=True)
+    findings = []
+    for finding in itertools.chain(
+        iter_findings(project, offline) if offline else [], *(NETWORK_CHECKS[n](project) for n in network)
+    ):
+        print(finding.line(), flush=True)
+        findings.append(finding)
     if not names:
         print(f"(network checks not run: {', '.join(NETWORK_CHECKS)}; name them in --only to ask the registry)")
     failed = [f for f in findings if not f.ok and not f.skipped]
