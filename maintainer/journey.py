@@ -109,11 +109,11 @@ class Journey:
 
     def step_install(self) -> None:
         pixi = self.tool("install", "pixi")
-        self.run("install", [pixi, "install", "--locked", "--environment", "cpu"])
+        self.run("install", [pixi, "install", "--locked", "--environment", "default"])
 
     def step_project_tests(self) -> None:
         pixi = self.tool("project-tests", "pixi")
-        self.run("project-tests", [pixi, "run", "--locked", "--environment", "cpu", "test"])
+        self.run("project-tests", [pixi, "run", "--locked", "--environment", "default", "test"])
 
     def step_image(self) -> None:
         if not self.has("Dockerfile"):
@@ -144,7 +144,7 @@ class Journey:
 
     def step_pack(self) -> None:
         self.packer("pack")
-        self.invoke("pack", "pack", "--environment", "cpu")
+        self.invoke("pack", "pack", "--environment", "default")
         packed = max(self.project.glob("*-environment-*.sh"), key=lambda p: p.stat().st_mtime)
         self.write_data()
         scratch = Path(tempfile.mkdtemp(prefix="journey-unpack-"))

@@ -133,8 +133,9 @@ def fetch(url: str, destination: Path, sha256: str = "", timeout: float = 60, gi
         partial.unlink(missing_ok=True)
         reason = getattr(error, "reason", error)
         raise FetchError(
-            f"could not download {url} ({reason}); this machine may be offline: "
-            f"copy MNIST_data.tar.gz to {destination} by hand."
+            f"could not download the MNIST data ({reason}): this machine seems to have no internet access. "
+            f"On a machine that has it, download {url} and copy the file here as {destination}, then run "
+            "this again; or try everything offline first with `pixi run demo` (a tiny made-up MNIST)."
         ) from None
     except BaseException:  # Ctrl-C: no .part left behind either
         partial.unlink(missing_ok=True)

@@ -11,6 +11,9 @@ from .settings import Settings, settings
 
 APPTAINER_HOW = "install Apptainer (apptainer.org) or run this on a node that has it"
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("apptainer.def",)
+
 
 def sif_name(s: Settings, tag: str) -> str:
     """The one SIF file name, used by the tasks, the submit file, the SLURM script and CI."""

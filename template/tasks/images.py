@@ -15,6 +15,9 @@ from .settings import settings
 
 TEST_UID = "12345:12345"  # an arbitrary non-root user, as batch systems use
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("Dockerfile",)
+
 
 def image_tags() -> list[str]:
     """latest, the commit's short SHA (what jobs run) and the lock digest."""
