@@ -275,3 +275,35 @@ def test_no_authoring_lore_and_every_term_explained(renderings, preset):
         shown = term.lower() in user_facing.lower() or term.replace("exit code ", "exits ") in user_facing
         if shown:
             assert f"| {term}" in words or f", {term}" in words, f"{term!r} is used but not explained"
+
+
+def test_build_image_shows_the_base_image_pull_progress(copy_of, capsys, monkeypatch):
+    """docker-py's build stream carries the FROM pulls' layer progress; docker build shows it, so do we."""
+    from invoke import Context
+
+    project = copy_of("everything")
+    (project / "pixi.lock").write_text("version: 7\n")
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "start"], cwd=project, check=True)
+    images = project_tasks(project).images
+    chunks = [
+        {"status": "Pulling from prefix-dev/pixi", "id": "0.77.0"},
+        {"status": "Downloading", "id": "a1", "progressDetail": {"current": 2**20, "total": 4 * 2**20}},
+        {"status": "Downloading", "id": "b2", "progressDetail": {"current": 2**20, "total": 2**20}},
+        {"stream": "Step 2/9 : RUN pixi install\n"},
+        {"aux": {"ID": "sha256:" + "0" * 64}},
+    ]
+
+    class Api:
+        def build(self, **kwargs):
+            return iter(chunks)
+
+        def tag(self, *args):
+            return True
+
+    monkeypatch.setattr(images, "docker_client", lambda: type("Client", (), {"api": Api()})())
+    images.build_image.body(Context())
+    out = capsys.readouterr().out
+    assert "2 layers, 2.0 of 5.0 MiB" in out
+    assert "Step 2/9 : RUN pixi install" in out

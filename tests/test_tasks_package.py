@@ -78,7 +78,7 @@ def test_a_broken_local_py_is_one_sentence(copy_of, code, message):
     result = run_invoke(project, "settings")
     assert result.returncode != 0
     assert result.stderr.strip() == message
-    assert project_tasks(project).PROBLEMS == [message]  # imported, not exited
+    assert [message] == project_tasks(project).PROBLEMS  # imported, not exited
 
 
 def test_an_htcondor_only_project_lists_no_slurm_tasks(renderings):
