@@ -307,3 +307,22 @@ def test_build_image_shows_the_base_image_pull_progress(copy_of, capsys, monkeyp
     out = capsys.readouterr().out
     assert "2 layers, 2.0 of 5.0 MiB" in out
     assert "Step 2/9 : RUN pixi install" in out
+
+
+def test_the_pixi_stand_in_picks_the_task_environment_as_pixi_does(tmp_path):
+    """pixi_task/src/task_environment.rs find_task (v0.77.0): one environment has it, or ambiguous."""
+    (tmp_path / "pixi.toml").write_text(
+        '[workspace]\nname = "w"\nchannels = ["conda-forge"]\nplatforms = ["linux-64", "osx-arm64", "win-64"]\n\n'
+        '[feature.a.tasks]\nhello = "echo from-a"\nonly-a = "echo only $PIXI_ENVIRONMENT_NAME"\n\n'
+        '[feature.b.tasks]\nhello = "echo from-b"\n\n'
+        '[environments]\na = ["a"]\nb = ["b"]\n'
+    )
+    env = offline_env(tmp_path)
+    run = lambda *args: subprocess.run(["pixi", "run", *args], cwd=tmp_path, env=env, capture_output=True, text=True)  # noqa: E731
+    result = run("only-a")
+    assert result.returncode == 0 and result.stdout.strip() == "only a", result.stderr
+    result = run("hello")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error:   × the task 'hello' is ambiguous\n")
+    assert "These environments provide the task 'hello': a, b" in result.stderr
+    assert run("-e", "b", "hello").stdout.strip() == "from-b"
