@@ -9,7 +9,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from .helpers import LOCK, ROOT, run, tool
+from .helpers import LOCK, QUERY_TIMEOUT, ROOT, run, tool
 from .settings import settings
 
 PIXI_HOW = "install it from pixi.sh"
@@ -59,7 +59,10 @@ def tool_report(argv: list[str], missing: str) -> str:
     """One line: the tool's version, or why it is not usable here and what to do."""
     if shutil.which(argv[0]) is None:
         return f"missing; {missing}"
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=QUERY_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return f"present, but not answering within {QUERY_TIMEOUT} s; run `{' '.join(argv)}` to see where it hangs"
     lines = (result.stdout or result.stderr).strip().splitlines()
     if result.returncode == 0 and lines:
         return lines[0]
@@ -135,7 +138,10 @@ def driver_cuda_version() -> str | None:
     """The CUDA version the NVIDIA driver supports, from nvidia-smi's banner."""
     if shutil.which("nvidia-smi") is None:
         return None
-    out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False).stdout
+    try:
+        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False, timeout=QUERY_TIMEOUT).stdout
+    except subprocess.TimeoutExpired:  # a hung driver: as good as none, for this question
+        return None
     match = re.search(r"CUDA Version:\s*([0-9.]+)", out)
     return match.group(1) if match else None
 
