@@ -388,7 +388,7 @@ def test_submit_interactive_status_logs_and_model_backup(project):
     assert cluster.isdigit() and f"cluster {cluster}:" in result.stdout
     (project / "htcondor" / f"train_{cluster}.log").write_text(f"000 ({cluster}.000.000) Job submitted\n")
     result, recorded = invoke(project, "condor-status")
-    assert result.returncode == 0 and recorded[-1] == f"condor_q {cluster} -nobatch"
+    assert result.returncode == 0 and recorded[-1].startswith(f"condor_q {cluster} -json -attributes ClusterId,")
     assert (
         f"no results of cluster {cluster} yet; each job's come back to htcondor/results/{cluster}.N/" in result.stdout
     )

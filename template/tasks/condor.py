@@ -24,6 +24,7 @@ from .images import build_image, docker_client, push_image, registry_has
 from .pack import check_pack_disk, condor_size, pack, pack_path
 from .settings import Settings, settings
 from .staging import osdf_url, report_transfer, stage, staging_dir
+from .sweeps import provenance_attributes
 
 CONDOR_DIR = ROOT / "htcondor"
 LAST_CLUSTER = CONDOR_DIR / ".last-cluster"
@@ -134,6 +135,7 @@ def submit_condor(
         raise Exit(f"{submit_file.relative_to(ROOT)} does not exist: this project has no {flavour} flavour.")
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
     commands = resource_commands(s)
+    commands += provenance_attributes()  # read back by src/provenance.py in the job
     sent: list[Path] = [ROOT / "src"]
     archive = data_archive(c)
     if dry_run and not archive.is_file():
@@ -193,6 +195,9 @@ def submit_condor(
         raise Exit("condor_submit did not report a cluster id; see its output above.")
     LAST_CLUSTER.write_text(match.group(1) + "\n")
     cluster = match.group(1)
+    from .condor_sweeps import record_submission, submitted_arguments  # it imports this module
+
+    record_submission(cluster, submit_file.name, commands, submitted_arguments(ads, queue))
     print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
 
 
@@ -216,9 +221,11 @@ def job_dirs(cluster: str) -> list[Path]:
 
 @task(name="condor-status", help={"cluster": "cluster id (default: the last one submitted)"})
 def condor_status(c, cluster: int = 0):
-    """Show the cluster's jobs (condor_q) and where their results are."""
+    """Show each job's state (held or failed: why, in one line) and where its results are."""
     cid = last_cluster(cluster)
-    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q")
+    from .condor_sweeps import print_job_states  # it imports this module
+
+    print_job_states(cid)
     for directory in job_dirs(cid):
         files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
         print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")
