@@ -143,3 +143,13 @@ def test_results_table_and_a_rerun_of_only_the_failed_jobs(project):
 def test_rerun_without_a_record_is_one_sentence(project):
     result, _ = invoke(project, "condor-rerun", "--cluster", "77")
     assert one_sentence(result) == "cluster 77 has no sweep record (htcondor/results/77.sweep.json); resubmit it whole."
+
+
+def test_more_than_one_gpu_is_refused_in_a_sentence(project):
+    env = {"INVOKE_PROJECT_HTCONDOR_REQUEST_GPUS": "2"}
+    result, recorded = invoke(project, "submit-condor", "--dry-run", extra_env=env)
+    assert one_sentence(result) == (
+        "request-gpus is 2, but training uses one GPU (src/torch_MNIST.py has no multi-GPU training); "
+        "set request-gpus = 1 under [tool.invoke-tasks.htcondor]."
+    )
+    assert not recorded

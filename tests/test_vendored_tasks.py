@@ -82,7 +82,7 @@ def test_settings_come_from_pixi_toml_and_environment(project):
     assert settings["pixi_version"] == "0.77.0" and settings["cuda_version"] == "12.9"
     assert settings["environment"] == "gpu" and settings["environments"] == ["default", "cpu", "gpu", "tasks"]
     assert settings["platform"] == "linux/amd64"
-    assert settings["htcondor"]["request_gpus"] == 2 and settings["htcondor"]["chtc_gpu_lab"] is True
+    assert settings["htcondor"]["request_gpus"] == 1 and settings["htcondor"]["chtc_gpu_lab"] is True
 
 
 def test_a_bad_setting_is_one_sentence(project):

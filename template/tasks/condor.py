@@ -37,6 +37,11 @@ def resource_commands(s: Settings) -> list[tuple[str, str]]:
     for key, value, unit in (("request-memory", h.request_memory, "M"), ("request-disk", h.request_disk, "K")):
         if value and condor_size(value, unit) is None:
             raise Exit(f"{key} {value!r} is not a size such as 8GB; fix it under [tool.invoke-tasks.htcondor].")
+    if h.request_gpus > 1:
+        raise Exit(
+            f"request-gpus is {h.request_gpus}, but training uses one GPU (src/torch_MNIST.py has no "
+            "multi-GPU training); set request-gpus = 1 under [tool.invoke-tasks.htcondor]."
+        )
     commands = [("request_memory", h.request_memory), ("request_disk", h.request_disk)]
     if h.request_gpus:
         commands += [("request_gpus", str(h.request_gpus)), ("gpus_minimum_capability", h.gpu_min_capability)]
