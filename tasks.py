@@ -14,7 +14,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from maintainer.checks import CHECKS, run_checks
+from maintainer.checks import CHECKS, iter_findings
 from maintainer.render import ROOT, load_answers, preset_names, render_fresh
 
 BUILD = ROOT / "build"
@@ -58,9 +58,11 @@ def check(c, path: str, only: str = ""):
     unknown = set(names or []) - set(CHECKS)
     if unknown:
         raise Exit(f"unknown check(s) {', '.join(sorted(unknown))}; choose from {', '.join(CHECKS)}.")
-    findings = run_checks(project, names)
-    for finding in findings:
-        print(finding.line())
+    print(f"checking {project}: {', '.join(names or CHECKS)} (each line as its tool finishes)", flush=True)
+    findings = []
+    for finding in iter_findings(project, names):
+        print(finding.line(), flush=True)
+        findings.append(finding)
     failed = [f for f in findings if not f.ok and not f.skipped]
     skipped = [f for f in findings if f.skipped]
     print(f"{len(findings) - len(failed) - len(skipped)} ok, {len(failed)} failed, {len(skipped)} skipped")

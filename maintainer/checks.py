@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -433,8 +434,11 @@ CHECKS = {
 }
 
 
-def run_checks(project: Path, names: list[str] | None = None) -> list[Finding]:
-    findings = []
+def iter_findings(project: Path, names: list[str] | None = None) -> Iterator[Finding]:
+    """The findings of each check as soon as that check finishes (the slow ones take minutes)."""
     for name in names or list(CHECKS):
-        findings.extend(CHECKS[name](Path(project)))
-    return findings
+        yield from CHECKS[name](Path(project))
+
+
+def run_checks(project: Path, names: list[str] | None = None) -> list[Finding]:
+    return list(iter_findings(project, names))
