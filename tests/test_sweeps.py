@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from maintainer.render import load_answers, render
 from tests.project_helpers import write_data_tarball
 from tests.services import STAND_INS
 from tests.test_vendored_tasks import committed, invoke, one_sentence
@@ -153,3 +155,17 @@ def test_more_than_one_gpu_is_refused_in_a_sentence(project):
         "set request-gpus = 1 under [tool.invoke-tasks.htcondor]."
     )
     assert not recorded
+
+
+@pytest.mark.parametrize(("site", "duration"), [("ospool", "Medium"), ("chtc", None)])
+def test_submit_files_follow_the_site_and_limit_idle_jobs(tmp_path, monkeypatch, site, duration):
+    """OSPool asks every job for +JobDurationCategory (Medium: expected < 10 h); a sweep
+    materializes at most max_idle idle jobs, except from a transferred .sif (HTCONDOR-3092)."""
+    htcondor = pytest.importorskip("htcondor")
+    path = render(tmp_path / site, {**load_answers("defaults"), "batch_site": site})
+    monkeypatch.chdir(path / "htcondor")  # queue ... from train_args.txt is read from here
+    monkeypatch.setenv("CONDOR_CONFIG", os.devnull)
+    docker = list(htcondor.Submit((path / "htcondor" / "docker.sub").read_text()).jobs())[0]
+    apptainer = list(htcondor.Submit((path / "htcondor" / "apptainer.sub").read_text()).jobs())[0]
+    assert docker.get("JobDurationCategory") == duration and apptainer.get("JobDurationCategory") == duration
+    assert docker["JobMaterializeMaxIdle"] == 100 and "JobMaterializeMaxIdle" not in apptainer
