@@ -369,7 +369,9 @@ def test_a_sweep_with_a_failed_job_reruns_that_job_alone(engine, project, built,
     env = {"STANDIN_CONDOR_QUEUE": str(queue_file)}
     sweep = ["--epochs 1 --lr 0.5", "--epochs 1 --lr 1.0", "--epochs 2 --lr 0.5", "--epochs 2 --lr 1.0"]
     args = [a for line in sweep for a in ("--queue", line)]
-    result = invoke(project, "submit-condor", "--build", *args, docker_host=host, extra_env=env)  # pushes if missing
+    pushed = invoke(project, "push-image", docker_host=host)  # this commit's tag, whatever ran before
+    assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr
+    result = invoke(project, "submit-condor", *args, docker_host=host, extra_env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     cluster = (project / "htcondor" / ".last-cluster").read_text().strip()
     run_queued(client, project, queue_file, cluster, tmp_path, no_data={2})

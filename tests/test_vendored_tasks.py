@@ -193,7 +193,8 @@ def test_one_sif_name_for_every_task(project):
     (project / "data").mkdir()
     result, recorded = invoke(project, "submit-slurm", path_dirs=(STAND_INS, _fake_sbatch(project)))
     assert result.returncode == 0, result.stderr
-    assert f"--export=ALL,SIF={project / sif_name}" in recorded[0].split()
+    export = next(a for a in recorded[0].split() if a.startswith("--export="))
+    assert export.startswith(f"--export=ALL,SIF={project / sif_name},PROVENANCE_COMMIT=")
 
 
 def _fake_sbatch(project: Path) -> Path:
@@ -244,7 +245,8 @@ def test_settings_and_image_override_reach_the_job(project):
     assert [ad["Arguments"] for ad in ads] == ["--epochs 1", "--epochs 2 --lr 0.5"]
     for ad in ads:
         assert ad["ContainerImage"] == f"docker://example.org/me/other:{short_sha(project)}"
-        assert ad["RequestMemory"] == 16 * 1024 and ad["RequestGPUs"] == 2 and ad["DockerPullPolicy"] == "missing"
+        assert ad["RequestMemory"] == 16 * 1024 and ad["RequestGPUs"] == 1 and ad["DockerPullPolicy"] == "missing"
+        assert ad["ProvenanceCommit"] == git(project, "rev-parse", "HEAD").strip()  # read back by the job
         assert ad["SuccessCheckpointExitCode"] == 85 and ad["TransferCheckpoint"] == "checkpoint.pt"
     assert '-append "request_memory = 16GB"' in dry_run_command(result.stdout)
 

@@ -22,7 +22,7 @@ from invoke import Exit, task
 
 from .condor import CONDOR_DIR, job_dirs, last_cluster
 from .helpers import git, run, tool
-from .sweeps import Row, print_table, read_metrics, read_record, write_record
+from .sweeps import Row, job_row, print_states, print_table, read_record, write_record
 
 RESULTS = CONDOR_DIR / "results"
 ATTRIBUTES = "ClusterId,ProcId,JobStatus,HoldReason,HoldReasonCode,HoldReasonSubCode,ExitCode,ExitBySignal,Args"
@@ -107,21 +107,14 @@ def sweep_rows(cluster: str) -> tuple[dict, list[Row], dict[str, dict]]:
     ads = job_ads(sorted({i.split(".")[0] for i in ids}))
     rows = []
     for index, (args, job_id) in enumerate(zip(arguments, ids, strict=True)):
-        directory = RESULTS / f"{cluster}.{index}"
-        row = Row(f"{cluster}.{index}", args or str((ads.get(job_id) or {}).get("Args", "")), directory)
-        row.metrics = read_metrics(directory)
-        row.state = "done" if row.metrics else describe(ads.get(job_id))
-        if job_id != row.job and not row.metrics:
-            row.state += f" (rerun as {job_id})"
-        rows.append(row)
+        name, args = f"{cluster}.{index}", args or str((ads.get(job_id) or {}).get("Args", ""))
+        rows.append(job_row(name, args, RESULTS / name, job_id, describe(ads.get(job_id))))
     return record, rows, ads
 
 
 def print_job_states(cluster: str) -> None:
     """condor-status: one line per job, its state and, when held or failed, the reason."""
-    _, rows, _ = sweep_rows(cluster)
-    for row in rows:
-        print(f"job {row.job} [{row.arguments}]: {row.state}")
+    print_states(sweep_rows(cluster)[1], "job")
 
 
 @task(name="condor-results", help={"cluster": "cluster id (default: the last one submitted)"})

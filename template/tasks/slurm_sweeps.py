@@ -17,7 +17,7 @@ from invoke import Exit, task
 
 from .helpers import ROOT, run, tool
 from .settings import settings
-from .sweeps import Row, print_table, provenance_facts, read_metrics, read_record, write_record
+from .sweeps import Row, job_row, print_states, print_table, provenance_facts, read_record, write_record
 
 SLURM_DIR = ROOT / "slurm"
 RESULTS = SLURM_DIR / "results"
@@ -132,21 +132,15 @@ def sweep_rows(job_id: str) -> tuple[dict, list[Row], dict[int, tuple[str, str, 
     states = task_states(sorted({key.split("_")[0] for key in current.values()}))
     rows, known = [], {}
     for index, arguments in enumerate(record["arguments"]):
-        row = Row(f"{job_id}_{index}", arguments, RESULTS / f"{job_id}_{index}")
-        row.metrics = read_metrics(row.results)
         known[index] = states.get(current[index])
-        row.state = "done" if row.metrics else describe(known[index])
-        if current[index] != row.job and not row.metrics:
-            row.state += f" (rerun as {current[index]})"
-        rows.append(row)
+        name = f"{job_id}_{index}"
+        rows.append(job_row(name, arguments, RESULTS / name, current[index], describe(known[index])))
     return record, rows, known
 
 
 def print_task_states(job_id: str) -> None:
     """slurm-status for a sweep: one line per task, its state and, when failed, why."""
-    _, rows, _ = sweep_rows(job_id)
-    for row in rows:
-        print(f"task {row.job} [{row.arguments}]: {row.state}")
+    print_states(sweep_rows(job_id)[1], "task")
 
 
 def is_sweep(job_id: str) -> bool:

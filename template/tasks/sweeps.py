@@ -61,6 +61,19 @@ def provenance_attributes() -> list[tuple[str, str]]:
     return [(f"MY.{name}", f'"{facts[key]}"') for name, key in names if facts[key]]
 
 
+def job_row(name: str, arguments: str, directory: Path, now_as: str, state: str) -> Row:
+    """A job's row: done where its metrics came back, else its state (and the rerun standing for it)."""
+    row = Row(name, arguments, directory, metrics=read_metrics(directory))
+    row.state = "done" if row.metrics else state + (f" (rerun as {now_as})" if now_as != name else "")
+    return row
+
+
+def print_states(rows: list[Row], word: str) -> None:
+    """The status tasks: one line per job, its state and, when held or failed, the reason."""
+    for row in rows:
+        print(f"{word} {row.job} [{row.arguments}]: {row.state}")
+
+
 def read_metrics(directory: Path) -> dict:
     """A job's metrics.json, or {} where it is absent or unreadable (a job still writing it)."""
     try:
