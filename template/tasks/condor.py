@@ -19,7 +19,7 @@ from invoke import Exit, task
 from .apptainer import build_sif, sif_path
 from .condor_bindings import job_ads
 from .data import data_archive, ensure_data, plot_metrics
-from .helpers import ROOT, immutable_tag, run, tool
+from .helpers import ROOT, immutable_tag, read_resolved, run, tool
 from .images import build_image, docker_client, push_image, registry_has
 from .pack import check_pack_disk, condor_size, pack, pack_path
 from .settings import Settings, settings
@@ -132,6 +132,10 @@ def submit_condor(
     submit_file = CONDOR_DIR / f"{flavour}.sub"
     if not submit_file.is_file():
         raise Exit(f"{submit_file.relative_to(ROOT)} does not exist: this project has no {flavour} flavour.")
+    # Refused before anything is built or pushed: a file left mid-update (conflict markers).
+    submit_text = read_resolved(submit_file)
+    if not queue and (CONDOR_DIR / "train_args.txt").is_file():
+        read_resolved(CONDOR_DIR / "train_args.txt")  # each of its lines is a job's arguments
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
     commands = resource_commands(s)
     sent: list[Path] = [ROOT / "src"]
@@ -156,7 +160,7 @@ def submit_condor(
             sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
             sweep.write_text("".join(f"{args}\n" for args in queue))
             commands.append(("train_args_file", str(sweep)))
-        ads = job_ads(submit_file.read_text(), commands, CONDOR_DIR)
+        ads = job_ads(submit_text, commands, CONDOR_DIR)
         for ad in ads or []:
             for attribute, command in (("RequestMemory", "request_memory"), ("RequestDisk", "request_disk")):
                 if not isinstance(ad.get(attribute), int):

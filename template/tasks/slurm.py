@@ -10,7 +10,7 @@ import subprocess
 from invoke import Exit, task
 
 from .apptainer import sif_name
-from .helpers import ROOT, git, immutable_tag, run, tool
+from .helpers import ROOT, git, immutable_tag, read_resolved, run, tool
 from .settings import settings
 
 SLURM_DIR = ROOT / "slurm"
@@ -34,6 +34,7 @@ def submit_slurm(c, args: str = "", sbatch_option=None):
     """Submit the training with sbatch and print the job id."""
     if not SLURM_SCRIPT.is_file():
         raise Exit("slurm/train.sbatch does not exist: this project was generated without SLURM.")
+    read_resolved(SLURM_SCRIPT)  # a script left mid-update would run its conflict markers
     sbatch = tool("sbatch", "submit from a SLURM login node")
     if not (ROOT / "data").is_dir() and not (ROOT / settings(c).data.archive).is_file():
         raise Exit("neither data/ nor the data archive is here; run `invoke fetch-data` first.")
