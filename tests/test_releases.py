@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import warnings
 
 import copier
@@ -11,6 +10,7 @@ import yaml
 
 from maintainer.release import changelog_section, parse, released
 from maintainer.render import ROOT, git
+from tests.project_helpers import clone_with_working_tree
 from tests.services import run_invoke
 
 WORKING_TREE = ("tasks.py", "maintainer", "CHANGELOG.md", "copier.yml", "template", "includes")
@@ -19,17 +19,7 @@ WORKING_TREE = ("tasks.py", "maintainer", "CHANGELOG.md", "copier.yml", "templat
 @pytest.fixture
 def clone(tmp_path):
     """A clone of this repository with the working tree committed on top, as a maintainer's checkout."""
-    path = tmp_path / "template"
-    git(ROOT, "clone", "-q", str(ROOT), str(path))
-    for name in WORKING_TREE:
-        target, source = path / name, ROOT / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "--allow-empty", "-m", "the working tree")
+    path = clone_with_working_tree(tmp_path / "template", WORKING_TREE)
     git(path, "config", "user.name", "Template Maintainer")
     git(path, "config", "user.email", "maintainer@example.org")
     return path
