@@ -17,7 +17,6 @@ import pytest
 from maintainer.checks import check_project_tests
 from maintainer.release import released
 from maintainer.render import ROOT, git
-from tests.project_helpers import clone_with_working_tree
 from tests.services import run_invoke
 from tests.test_copier_update import CONFLICT_MARKER, assert_no_conflicts
 
@@ -34,8 +33,6 @@ CPUS = {"htcondor/docker.sub": ("request_cpus = 1\n", "request_cpus = 4\n")}
 CONFLICTS = {"fe72a58": CPUS, "565e3b6": CPUS}
 MARKER_BLOCK = re.compile(r"^<{7} before updating\n(.*?)^={7}\n(.*?)^>{7} after updating\n", re.M | re.S)
 
-TEMPLATE = ("copier.yml", "template", "includes")
-
 USER_TASK = '''
 
 @task
@@ -43,12 +40,6 @@ def my_report(c):
     """The researcher's own report."""
     print("my report")
 '''
-
-
-@pytest.fixture(scope="module")
-def template_repo(tmp_path_factory) -> Path:
-    """A clone of this repository, the working tree (uncommitted edits included) committed as HEAD."""
-    return clone_with_working_tree(tmp_path_factory.mktemp("history") / "template", TEMPLATE)
 
 
 def generate(template: Path, ref: str, project: Path, answers: dict | None = None) -> Path:
