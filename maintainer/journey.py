@@ -174,6 +174,8 @@ class Journey:
         self.env["INVOKE_PROJECT_ENVIRONMENT"] = POOL_ENVIRONMENT
         self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY"] = POOL_REQUEST_MEMORY
         self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_GPUS"] = "0"
+        # The mini pool cannot read OSDF: the tasks send the pack and the data from the project.
+        self.env["INVOKE_PROJECT_HTCONDOR_OSDF_PATH"] = ""
 
     def step_pack(self) -> None:
         self.pool_settings()
@@ -229,7 +231,7 @@ class Journey:
             raise StepFailed(f"step condor: submit-condor names another pack than {packed.name}: {' '.join(command)}")
         sweep = self.project / "htcondor" / "journey_args.txt"
         sweep.write_text("--epochs 1 --device cpu\n")
-        # The pool has no GPU and no OSDF: ask for none and send the local files (-append wins).
+        # The pool has no GPU: ask for none (-append wins over the file's lines).
         appends = ["request_gpus = 0", "requirements = true", f"train_args_file = {sweep.name}"]
         submit = [*command[1:-1], *(arg for line in appends for arg in ("-append", line)), command[-1]]
         if self.stand_ins:

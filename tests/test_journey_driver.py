@@ -70,3 +70,14 @@ def test_journey_refuses_unknown_steps_and_missing_tools(tmp_path):
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip() == "== step lock FAILED: step lock needs pixi, which is not on PATH"
+
+
+def test_condor_step_sends_the_packed_environment_from_the_project(tmp_path):
+    """everything stages large files on OSDF; the mini pool reads none, so the tasks send local ones."""
+    result = journey(tmp_path, "--preset", "everything", "--stand-ins", "--steps", "render,lock,pack,condor")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    (pack,) = (tmp_path / "everything").glob(f"*-environment-{POOL_ENVIRONMENT}-*.sh")
+    calls = (tmp_path / "everything-standins.log").read_text().splitlines()
+    (submit,) = [c for c in calls if c.startswith("condor_submit ")]
+    assert f"-append pack_file = {pack.name} -append pack_input = ../{pack.name} " in submit
+    assert "-append data_input = ../MNIST_data.tar.gz " in submit and "osdf://" not in submit

@@ -1,4 +1,4 @@
-"""HTCondor: submit-condor, condor-status, condor-logs, condor-plot.
+"""HTCondor: submit-condor, condor-logs, condor-plot (condor-status is in condor_sweeps.py).
 
 The submit files in htcondor/ are rendered once; at submit time this module passes the
 values that change (image tag, .sif or pack name, where large files come from, the
@@ -19,7 +19,7 @@ from invoke import Exit, task
 from .apptainer import build_sif, sif_path
 from .condor_bindings import job_ads
 from .data import data_archive, ensure_data, plot_metrics
-from .helpers import ROOT, immutable_tag, run, tool
+from .helpers import MANIFEST, ROOT, SUBMIT_TIMEOUT, immutable_tag, read_resolved, run, tool
 from .images import build_image, docker_client, push_image, registry_has
 from .pack import check_pack_disk, condor_size, pack, pack_path
 from .settings import Settings, settings
@@ -47,6 +47,12 @@ def resource_commands(s: Settings) -> list[tuple[str, str]]:
         commands += [("request_gpus", str(h.request_gpus)), ("gpus_minimum_capability", h.gpu_min_capability)]
         commands.append(("+WantGPULab", "true" if h.chtc_gpu_lab else "false"))
     return [(key, value) for key, value in commands if value]
+
+
+def data_pins(s: Settings) -> str:
+    """The pins train.sh verifies the data with, as the job's environment (hexadecimal: nothing to quote)."""
+    pins = (("SHA256", s.data.sha256), ("GIT_BLOB", s.data.git_blob))
+    return " ".join(f"INVOKE_PROJECT_DATA_{name}={value}" for name, value in pins if value)
 
 
 def large_input(s: Settings, path: Path, dry_run: bool, sent: list[Path]) -> str:
@@ -138,10 +144,15 @@ def submit_condor(
     submit_file = CONDOR_DIR / f"{flavour}.sub"
     if not submit_file.is_file():
         raise Exit(f"{submit_file.relative_to(ROOT)} does not exist: this project has no {flavour} flavour.")
+    check_tag_and_build(tag, build)
+    # Refused before anything is built or pushed: a file left mid-update (conflict markers).
+    submit_text = read_resolved(submit_file)
+    if not queue:
+        train_args_lines()  # each of its lines is a job's arguments
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
-    commands = resource_commands(s)
+    commands = resource_commands(s) + [("data_pins", data_pins(s))]
     commands += provenance_attributes()  # read back by src/provenance.py in the job
-    sent: list[Path] = [ROOT / "src"]
+    sent: list[Path] = [ROOT / "src", MANIFEST]
     archive = data_archive(c)
     if dry_run and not archive.is_file():
         print(f"would download and verify {archive.name} from {s.data.url}")
@@ -159,11 +170,8 @@ def submit_condor(
         report_transfer(sent)
 
     with tempfile.TemporaryDirectory() as scratch:
-        if queue:
-            sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
-            sweep.write_text("".join(f"{args}\n" for args in queue))
-            commands.append(("train_args_file", str(sweep)))
-        ads = job_ads(submit_file.read_text(), commands, CONDOR_DIR)
+        commands.append(("train_args_file", str(write_sweep(Path(scratch), queue))))
+        ads = job_ads(submit_text, commands, CONDOR_DIR)
         for ad in ads or []:
             for attribute, command in (("RequestMemory", "request_memory"), ("RequestDisk", "request_disk")):
                 if not isinstance(ad.get(attribute), int):
@@ -193,7 +201,7 @@ def submit_condor(
         if interactive:
             run(argv, "condor_submit -interactive", cwd=CONDOR_DIR)
             return
-        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True)
+        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True, timeout=SUBMIT_TIMEOUT)
     print(out, end="")
     match = re.search(r"submitted to cluster (\d+)", out)
     if not match:
@@ -204,6 +212,37 @@ def submit_condor(
 
     record_submission(cluster, submit_file.name, commands, submitted_arguments(ads, queue))
     print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
+
+
+def check_tag_and_build(tag: str, build: bool) -> None:
+    if build and tag and tag != immutable_tag():
+        raise Exit(f"--build builds this commit ({immutable_tag()}), not --tag {tag}; drop one of them.")
+
+
+def write_sweep(scratch: Path, queue: list[str] | None) -> Path:
+    """One line per job (--queue, else train_args.txt), escaped so that each reaches its job literally."""
+    sweep = scratch / "sweep.txt"  # read by condor_submit at submit time only
+    sweep.write_text("".join(f"{condor_literal(args)}\n" for args in queue or train_args_lines()))
+    return sweep
+
+
+def train_args_lines() -> list[str]:
+    path = CONDOR_DIR / "train_args.txt"
+    lines = read_resolved(path).splitlines() if path.is_file() else []
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def condor_literal(args: str) -> str:
+    """A job's arguments as a `queue ... from` line that HTCondor passes on as written.
+
+    HTCondor expands $(macro) and $ENV(NAME) (the submitter's environment, which would then
+    be in the job ad for the pool to read) in the line; $(DOLLAR) is its literal $, and ""
+    its literal " inside `arguments = "..."`. $$( ) is expanded when the job is matched,
+    with no escape, so it is refused.
+    """
+    if "\n" in args or "\r" in args or "$$" in args:
+        raise Exit(f"the job arguments {args!r} hold a line break or $$, which HTCondor cannot pass on as written.")
+    return args.replace("$", "$(DOLLAR)").replace('"', '""')
 
 
 def _quoted(arg: str) -> str:
@@ -222,20 +261,6 @@ def job_dirs(cluster: str) -> list[Path]:
     """Each job's directory, htcondor/results/CLUSTER.PROCESS (see job_dir in the submit files)."""
     dirs = (CONDOR_DIR / "results").glob(f"{cluster}.*")
     return sorted((d for d in dirs if d.is_dir()), key=lambda d: int(d.name.split(".")[1]))
-
-
-@task(name="condor-status", help={"cluster": "cluster id (default: the last one submitted)"})
-def condor_status(c, cluster: int = 0):
-    """Show each job's state (held or failed: why, in one line) and where its results are."""
-    cid = last_cluster(cluster)
-    from .condor_sweeps import print_job_states  # it imports this module
-
-    print_job_states(cid)
-    for directory in job_dirs(cid):
-        files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
-        print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")
-    if not job_dirs(cid):
-        print(f"no results of cluster {cid} yet; each job's come back to htcondor/results/{cid}.N/")
 
 
 @task(name="condor-logs", help={"cluster": "cluster id (default: the last one submitted)"})

@@ -1,4 +1,4 @@
-"""HTCondor sweeps: condor-results, condor-rerun, and each job's state with its reason.
+"""HTCondor sweeps: condor-status (each job's state, and why it is held or failed), condor-results, condor-rerun.
 
 States come from condor_q -json (jobs in the queue) and condor_history -json (jobs that
 left it), read as the job ClassAd attributes of HTCondor's manual ("Job ClassAd
@@ -14,14 +14,13 @@ import json
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from invoke import Exit, task
 
 from .condor import CONDOR_DIR, job_dirs, last_cluster
-from .helpers import git, run, tool
+from .helpers import ROOT, SUBMIT_TIMEOUT, git, query, run, tool
 from .sweeps import Row, job_row, print_states, print_table, read_record, write_record
 
 RESULTS = CONDOR_DIR / "results"
@@ -51,7 +50,7 @@ def submitted_arguments(ads: list | None, queue: list[str] | None) -> list[str]:
 
 def ads_from(command: list[str]) -> list[dict]:
     """The ads a -json listing prints (nothing at all where no job matches)."""
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = query(command)
     if result.returncode != 0 or not result.stdout.strip():
         return []
     try:
@@ -112,9 +111,16 @@ def sweep_rows(cluster: str) -> tuple[dict, list[Row], dict[str, dict]]:
     return record, rows, ads
 
 
-def print_job_states(cluster: str) -> None:
-    """condor-status: one line per job, its state and, when held or failed, the reason."""
-    print_states(sweep_rows(cluster)[1], "job")
+@task(name="condor-status", help={"cluster": "cluster id (default: the last one submitted)"})
+def condor_status(c, cluster: int = 0):
+    """Show each job's state (held or failed: why, in one line) and where its results are."""
+    cid = last_cluster(cluster)
+    print_states(sweep_rows(cid)[1], "job")
+    for directory in job_dirs(cid):
+        files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
+        print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")
+    if not job_dirs(cid):
+        print(f"no results of cluster {cid} yet; each job's come back to htcondor/results/{cid}.N/")
 
 
 @task(name="condor-results", help={"cluster": "cluster id (default: the last one submitted)"})
@@ -182,7 +188,8 @@ def condor_rerun(c, cluster: int = 0, dry_run: bool = False):
         sweep.write_text("".join(f"{rows[index].arguments}\n" for index in jobs))
         commands = rerun_commands(record, cid, jobs, sweep)
         appended = [arg for key, value in commands for arg in ("-append", f"{key} = {value}")]
-        out = run([condor_submit, *appended, record["submit_file"]], "condor_submit", cwd=CONDOR_DIR, capture=True)
+        argv = [condor_submit, *appended, record["submit_file"]]
+        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True, timeout=SUBMIT_TIMEOUT)
     print(out, end="")
     match = re.search(r"submitted to cluster (\d+)", out)
     if not match:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 
 from invoke import Exit, task
 
 from .apptainer import sif_name
-from .helpers import ROOT, git, immutable_tag, run, tool
+from .helpers import ROOT, SUBMIT_TIMEOUT, git, immutable_tag, query, read_resolved, run, tool
 from .settings import settings
-from .slurm_sweeps import accounting_enabled, is_sweep, print_task_states, provenance_exports, submit_sweep
+from .slurm_sweeps import accounting_enabled, is_sweep, print_task_states, provenance_environment, submit_sweep
 
 SLURM_DIR = ROOT / "slurm"
 SLURM_SCRIPT = SLURM_DIR / "train.sbatch"
@@ -38,23 +37,25 @@ def submit_slurm(c, args: str = "", sbatch_option=None, queue=None):
     """Submit the training with sbatch (a sweep: one job array) and print the job id."""
     if not SLURM_SCRIPT.is_file():
         raise Exit("slurm/train.sbatch does not exist: this project was generated without SLURM.")
+    read_resolved(SLURM_SCRIPT)  # a script left mid-update would run its conflict markers
     sbatch = tool("sbatch", "submit from a SLURM login node")
     if not (ROOT / "data").is_dir() and not (ROOT / settings(c).data.archive).is_file():
         raise Exit("neither data/ nor the data archive is here; run `invoke fetch-data` first.")
-    # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name.
-    exports = [f"SIF={ROOT / sif_name(settings(c), immutable_tag())}"] if git("rev-parse", "HEAD") else []
-    options = [f"--chdir={ROOT}", *sbatch_options(c), *(sbatch_option or [])]
+    # --output is a filename pattern (sbatch(1), "filename pattern"): a % in the project's path is written %%.
+    output = str(SLURM_DIR).replace("%", "%%") + "/train_%j.out"
+    # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name. It travels
+    # in sbatch's environment (--export=ALL), not in --export=SIF=..., which splits at commas.
+    env = {"SIF": str(ROOT / sif_name(settings(c), immutable_tag()))} if git("rev-parse", "HEAD") else {}
+    env.update(provenance_environment())  # read back by src/provenance.py in the job
+    options = [f"--chdir={ROOT}", "--export=ALL", *sbatch_options(c), *(sbatch_option or [])]
     if queue:
         if args:
             raise Exit("--args and --queue do not mix: put the shared arguments into every --queue.")
-        LAST_JOB.write_text(submit_sweep(c, options, str(SLURM_SCRIPT), exports, list(queue)) + "\n")
+        LAST_JOB.write_text(submit_sweep(c, options, str(SLURM_SCRIPT), env, list(queue)) + "\n")
         print("`invoke slurm-status` follows it; `invoke slurm-results` tabulates it")
         return
-    argv = [sbatch, "--parsable", f"--output={SLURM_DIR / 'train_%j.out'}", *options]
-    if exports or provenance_exports():
-        argv.append(f"--export=ALL,{','.join([*exports, *provenance_exports()])}")
-    argv += [str(SLURM_SCRIPT), *shlex.split(args)]
-    job_id = run(argv, "sbatch", capture=True).strip().split(";")[0]
+    argv = [sbatch, "--parsable", f"--output={output}", *options, str(SLURM_SCRIPT), *shlex.split(args)]
+    job_id = run(argv, "sbatch", capture=True, env=env, timeout=SUBMIT_TIMEOUT).strip().split(";")[0]
     if not job_id.isdigit():
         raise Exit(f"sbatch printed {job_id!r} instead of a job id.")
     LAST_JOB.write_text(job_id + "\n")
@@ -64,7 +65,7 @@ def submit_slurm(c, args: str = "", sbatch_option=None, queue=None):
 def slurm_state(job_id: str) -> str | None:
     """The job's state from scontrol (sacct needs accounting, which many clusters lack); a job
     that did not complete also says why (scontrol's Reason and ExitCode)."""
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False).stdout
+    out = query(["scontrol", "show", "job", job_id]).stdout
     fields = dict(re.findall(r"\b(JobState|Reason|ExitCode)=(\S+)", out))
     if "JobState" not in fields:
         return None
@@ -87,9 +88,7 @@ def slurm_status(c, job: int = 0, log: bool = False):
         return
     state = slurm_state(job_id)
     if state is None and accounting_enabled():
-        out = subprocess.run(
-            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, check=False
-        )
+        out = query(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id])
         if out.returncode == 0 and out.stdout.strip():
             state = out.stdout.strip()
     print(f"job {job_id}: {state or 'unknown (no longer known to slurmctld, and no accounting)'}")

@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 
 from invoke import Exit, task
 
-from .helpers import ROOT, run, tool
+from .helpers import ROOT, SUBMIT_TIMEOUT, query, run, tool
 from .settings import settings
 from .sweeps import Row, job_row, print_states, print_table, provenance_facts, read_record, write_record
 
@@ -35,9 +34,9 @@ def arguments_file(lines: list[str]) -> str:
     return str(path.relative_to(ROOT))
 
 
-def provenance_exports() -> list[str]:
-    facts = provenance_facts()
-    return [f"PROVENANCE_{key.upper()}={value}" for key, value in facts.items() if value]
+def provenance_environment() -> dict[str, str]:
+    """PROVENANCE_* for the job, in sbatch's environment (--export=ALL carries it)."""
+    return {f"PROVENANCE_{key.upper()}": value for key, value in provenance_facts().items() if value}
 
 
 def array_spec(tasks: list[int], limit: int) -> str:
@@ -49,24 +48,24 @@ def array_spec(tasks: list[int], limit: int) -> str:
     return f"--array={spec}%{max(limit, 1)}" if len(tasks) > 1 else f"--array={spec}"
 
 
-def submit_array(argv: list[str], exports: list[str], tasks: list[int], limit: int) -> str:
-    """sbatch one array; its job id (`--parsable` prints ID or ID;CLUSTER)."""
-    command = [*argv[:1], array_spec(tasks, limit), f"--export={','.join(['ALL', *exports])}", *argv[1:]]
-    job_id = run(command, "sbatch", capture=True).strip().split(";")[0]
+def submit_array(argv: list[str], env: dict[str, str], tasks: list[int], limit: int) -> str:
+    """sbatch one array, ``env`` reaching its tasks through --export=ALL; its job id."""
+    command = [*argv[:1], array_spec(tasks, limit), *argv[1:]]
+    job_id = run(command, "sbatch", capture=True, env=env, timeout=SUBMIT_TIMEOUT).strip().split(";")[0]
     if not job_id.isdigit():
         raise Exit(f"sbatch printed {job_id!r} instead of a job id.")
     return job_id
 
 
-def submit_sweep(c, options: list[str], script: str, exports: list[str], queue: list[str]) -> str:
+def submit_sweep(c, options: list[str], script: str, env: dict[str, str], queue: list[str]) -> str:
     """Called by submit-slurm with --queue: the whole sweep as one job array."""
-    args_file = arguments_file(list(queue))
-    exports = [*exports, f"ARGS_FILE={args_file}", *provenance_exports()]
+    env = {**env, "ARGS_FILE": arguments_file(list(queue))}
     argv = [tool("sbatch", "submit from a SLURM login node"), "--parsable", *options, script]
-    output = f"--output={SLURM_DIR / 'train_%A_%a.out'}"
+    # --output is a filename pattern: %A the array's job id, %a the task; a % in the path is %%.
+    output = "--output=" + str(SLURM_DIR).replace("%", "%%") + "/train_%A_%a.out"
     limit = settings(c).slurm.max_running
-    job_id = submit_array([argv[0], output, *argv[1:]], exports, list(range(len(queue))), limit)
-    record = {"arguments": list(queue), "argv": [output, *argv[1:]], "exports": exports, "reruns": []}
+    job_id = submit_array([argv[0], output, *argv[1:]], env, list(range(len(queue))), limit)
+    record = {"arguments": list(queue), "argv": [output, *argv[1:]], "environment": env, "reruns": []}
     write_record(RESULTS, job_id, record)
     print(f"sweep {job_id}: one job array of {len(queue)} task(s), at most {limit} running at once")
     return job_id
@@ -76,7 +75,7 @@ def accounting_enabled() -> bool:
     """Whether sacct can answer: the cluster stores accounting (many small clusters do not)."""
     if shutil.which("sacct") is None:
         return False
-    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=False).stdout
+    out = query(["scontrol", "show", "config"]).stdout
     match = re.search(r"^AccountingStorageType\s*=\s*(\S+)", out, re.M)
     return bool(match) and match.group(1) != "accounting_storage/none"
 
@@ -86,15 +85,12 @@ def task_states(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
     found: dict[str, tuple[str, str, str]] = {}
     if accounting_enabled():
         command = ["sacct", "-n", "-X", "-P", "-o", "JobID,State,Reason,ExitCode", "-j", ",".join(job_ids)]
-        out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
+        for line in query(command).stdout.splitlines():
             fields = line.split("|")
             if len(fields) == 4 and "_" in fields[0] and "[" not in fields[0]:
                 found[fields[0]] = (fields[1].split()[0], fields[2], fields[3])
     for job_id in job_ids:  # slurmctld's view wins: it is the current one
-        command = ["scontrol", "-o", "show", "job", job_id]
-        out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
+        for line in query(["scontrol", "-o", "show", "job", job_id]).stdout.splitlines():
             fields = dict(re.findall(r"(\w+)=(\S*)", line))
             for index in expand(fields.get("ArrayTaskId", "")):
                 state = (fields.get("JobState", ""), fields.get("Reason", ""), fields.get("ExitCode", ""))
@@ -187,8 +183,8 @@ def slurm_rerun(c, job: int = 0, dry_run: bool = False):
     if dry_run:
         return
     sbatch = tool("sbatch", "submit from a SLURM login node")
-    exports = [*record["exports"], f"SWEEP_ID={job_id}"]
-    rerun = submit_array([sbatch, *record["argv"]], exports, tasks, settings(c).slurm.max_running)
+    env = {**record["environment"], "SWEEP_ID": job_id}
+    rerun = submit_array([sbatch, *record["argv"]], env, tasks, settings(c).slurm.max_running)
     record["reruns"].append({"job": rerun, "tasks": tasks})
     write_record(RESULTS, job_id, record)
     (SLURM_DIR / ".last-job").write_text(job_id + "\n")
