@@ -18,6 +18,7 @@ from pathlib import Path
 
 import copier
 import pytest
+import yaml
 
 from maintainer.release import released
 from maintainer.render import ROOT, git
@@ -226,3 +227,10 @@ def test_the_history_points_exist():
             git(ROOT, "cat-file", "-e", f"{ref}^{{commit}}")
         except RuntimeError:
             pytest.fail(f"commit {ref} is not in this clone; clone with full history (fetch-depth: 0).")
+
+
+def test_ci_checks_out_the_history():
+    """actions/checkout fetches one commit unless told otherwise: the points above would be missing."""
+    steps = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())["jobs"]["tests"]["steps"]
+    checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0
