@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -18,27 +20,49 @@ MANIFEST = ROOT / "pixi.toml"
 LOCK = ROOT / "pixi.lock"
 
 
+# What `copier update --conflict inline` (and git) leave where a user's edit and the
+# template's change meet: `<<<<<<< before updating` ... `>>>>>>> after updating`.
+CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})(?: |$)", re.MULTILINE)
+
+
+def read_resolved(path: Path) -> str:
+    """A file's text, refused with one sentence while it still holds conflict markers."""
+    text = path.read_text()
+    marker = CONFLICT_MARKER.search(text)
+    if marker:
+        line = text.count("\n", 0, marker.start()) + 1
+        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        raise Exit(
+            f"{where} still holds conflict markers from an update (line {line}); keep the lines you "
+            "want between <<<<<<< and >>>>>>>, delete the markers, then run the task again."
+        )
+    return text
+
+
 def read_toml(path: Path) -> dict:
-    """A TOML file as a dict; a missing or broken file is one sentence."""
+    """A TOML file as a dict; a missing, conflicted or broken file is one sentence."""
     try:
-        with path.open("rb") as stream:
-            return tomllib.load(stream)
+        return tomllib.loads(read_resolved(path))
     except FileNotFoundError:
         raise Exit(f"{path} not found; run invoke from the project directory.") from None
     except tomllib.TOMLDecodeError as error:
         raise Exit(f"{path.name} is not valid TOML ({error}); fix it before running tasks.") from None
 
 
-def fetcher():
-    """src/fetch_data.py: one implementation of the data's pins, download and extraction."""
+def source_module(name: str):
+    """A module of src/ (fetch_data, tiny_mnist): one implementation for the pixi tasks and Invoke."""
     source = str(ROOT / "src")
     if source not in sys.path:
         sys.path.insert(0, source)
     try:
-        import fetch_data
+        return importlib.import_module(name)
     except ImportError:
-        raise Exit("src/fetch_data.py is missing; restore it from the template.") from None
-    return fetch_data
+        raise Exit(f"src/{name}.py is missing; restore it from the template.") from None
+
+
+def fetcher():
+    """src/fetch_data.py: one implementation of the data's pins, download and extraction."""
+    return source_module("fetch_data")
 
 
 def tool(name: str, how: str) -> str:
