@@ -152,6 +152,8 @@ def test_the_apptainer_runner_runs_this_commits_sif(cluster, tmp_path):
     assert "runner apptainer" in output and "epoch  1:" in output
     runs = [line for line in log.read_text().splitlines() if line.startswith("apptainer run")]
     assert runs == [
+        # The archive is verified against its pins and extracted into data/ in the image, before training.
+        f"apptainer run --nv --bind {project} --pwd {project} {sif} python src/fetch_data.py --no-download --extract .",
         f"apptainer run --nv --bind {project} --pwd {project} {sif} python src/torch_detect_GPU.py",
         f"apptainer run --nv --bind {project} --pwd {project} {sif} python src/torch_MNIST.py --data-dir data "
         f"--save-model --model slurm/results/{job_id}/mnist_cnn.pt --metrics slurm/results/{job_id}/metrics.json "
