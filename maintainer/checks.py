@@ -6,6 +6,7 @@ installed gives a *skipped* row with the reason and the install command, never a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -17,8 +18,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-# The bindings need no pool to turn submit text into job ads; say so before they warn.
-os.environ.setdefault("CONDOR_CONFIG", os.devnull)
+from maintainer.project import project_tasks
+
 ROOT = Path(__file__).resolve().parent.parent
 # conda subdirs that can hold a CUDA platform entry (conda-forge builds CUDA PyTorch for both).
 LINUX_SUBDIRS = ("linux-64", "linux-aarch64")
@@ -317,26 +318,27 @@ def check_project_tests(project: Path) -> list[Finding]:
 
 
 # ------------------------------------------------------------------- HTCondor
-def condor_jobs(submit_text: str, cwd: Path) -> list:
-    """Job ClassAds from a submit description, without a schedd (htcondor 24.0 bindings)."""
-    os.environ.setdefault("CONDOR_CONFIG", os.devnull)
-    import htcondor
+def condor_jobs(project: Path, path: Path) -> list[dict]:
+    """Job ClassAds of one submit file, read by the project's own call into the bindings."""
+    answer = project_tasks(project).condor_bindings.describe(path.read_text(), [], path.parent)
+    if "crashed" in answer:
+        raise RuntimeError(f"the bindings crashed ({answer['crashed']})")
+    if answer.get("error"):
+        raise RuntimeError(answer["error"])
+    return answer["ads"]
 
-    previous = Path.cwd()
-    os.chdir(cwd)  # relative paths in the submit file resolve against the submit directory
-    try:
-        return list(htcondor.Submit(submit_text).jobs())
-    finally:
-        os.chdir(previous)
+
+def _sizes(project: Path):
+    """The project's one reader of HTCondor sizes (tasks/sizes.py)."""
+    return project_tasks(project).sizes
 
 
 def condor_expectations(project: Path, flavour: str) -> list[str]:
-    """Problems with one rendered submit file, judged against the project's settings."""
+    """Problems with one rendered submit file, judged against the project's settings and answers."""
     settings = read_manifest(project)["tool"]["invoke-tasks"]
-    condor = settings["htcondor"]
-    gpu = "request-gpus" in condor
+    gpu = "gpu" in read_manifest(project).get("environments", {})
     path = project / "htcondor" / f"{flavour}.sub"
-    ads = condor_jobs(path.read_text(), path.parent)
+    ads = condor_jobs(project, path)
     problems = []
     if len(ads) != 1:
         return [f"expected 1 job, got {len(ads)}"]
@@ -354,16 +356,11 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
             problems.append(f"container image {image!r} is not a .sif file")
     elif universe != 5 or ad.get("WantContainer"):
         problems.append("pixi-pack jobs run in the vanilla universe without a container")
-    if gpu and ad.get("RequestGPUs") != condor["request-gpus"]:
-        problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected {condor['request-gpus']}")
+    if gpu and not (isinstance(ad.get("RequestGPUs"), int) and ad["RequestGPUs"] >= 1):
+        problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected 1 or more")
     if gpu and str(ad.get("GPUsMinCapability", "")) == "":
         problems.append("no minimum GPU capability")
-    # RequestMemory is in MiB (rounded up), RequestDisk in KiB; bare numbers mean MiB and KiB.
-    expected_memory = math.ceil(_kib(condor["request-memory"], "M") / 1024)
-    if ad.get("RequestMemory") != expected_memory:
-        problems.append(f"RequestMemory is {ad.get('RequestMemory')}, expected {expected_memory}")
-    if ad.get("RequestDisk") != math.ceil(_kib(condor["request-disk"], "K")):
-        problems.append(f"RequestDisk is {ad.get('RequestDisk')} KiB, expected {condor['request-disk']}")
+    problems += _size_problems(project, path.read_text(), ad)
     inputs = [item.strip() for item in str(ad.get("TransferInput", "")).split(",")]
     if "../src" not in inputs or not any(i.endswith("MNIST_data.tar.gz") for i in inputs):
         problems.append(f"TransferInput {inputs} must hold ../src and MNIST_data.tar.gz")
@@ -373,9 +370,25 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
     return problems + submit_text_problems(path.read_text())
 
 
-# What condor_submit reads as a size: a number with an optional unit (K/KB, M/MB, G/GB, T/TB,
-# any case, an optional space); the bindings turn anything else into an attribute reference.
-SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]B?)?", re.I)
+def _size_problems(project: Path, text: str, ad: dict) -> list[str]:
+    """request_memory / request_disk: a size with a unit, and what the bindings read (MiB, KiB)."""
+    sizes, problems = _sizes(project), []
+    for command, attribute, unit in (
+        ("request_memory", "RequestMemory", 2**20),
+        ("request_disk", "RequestDisk", 2**10),
+    ):
+        values = re.findall(rf"^\s*{command}\s*=\s*(.*?)\s*$", text, re.M | re.I)
+        if len(values) != 1:
+            problems.append(f"{command} must be set once (got {values})")
+            continue
+        try:
+            expected = math.ceil(sizes.size_bytes(values[0], command) / unit)
+        except sizes.SizeError as error:
+            problems.append(str(error))
+            continue
+        if ad.get(attribute) != expected:
+            problems.append(f"{attribute} is {ad.get(attribute)}, expected {expected} ({values[0]})")
+    return problems
 
 
 def submit_text_problems(text: str) -> list[str]:
@@ -386,30 +399,14 @@ def submit_text_problems(text: str) -> list[str]:
     queues = len(re.findall(r"^\s*queue\b(?!\s*=)", text, re.M | re.I))
     if queues != 1:
         problems.append(f"{queues} queue statements: a submit file needs exactly one (the tasks fill it)")
-    for key in ("request_memory", "request_disk"):
-        values = re.findall(rf"^\s*{key}\s*=\s*(.*?)\s*$", text, re.M | re.I)
-        if len(values) != 1 or not SIZE.fullmatch(values[0]):
-            problems.append(f"{key} must be set once to a size such as 8GB, 8 GB or 8192 (got {values})")
     return problems
-
-
-def _kib(size: str, bare_unit: str) -> float:
-    """A size in KiB, as condor_submit reads it; a bare number counts in ``bare_unit``."""
-    match = SIZE.fullmatch(size.strip())
-    if match is None:
-        raise ValueError(f"{size!r} is not a size such as 8GB, 8 GB or 8192")
-    number, unit = match.groups()
-    unit = (unit or bare_unit).upper().rstrip("B")
-    return float(number) * {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}[unit]
 
 
 def check_htcondor(project: Path) -> list[Finding]:
     files = sorted((project / "htcondor").glob("*.sub"))
     if not files:
         return []
-    try:
-        import htcondor  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("htcondor") is None:
         return [Finding("htcondor/", "htcondor bindings", False, "pip install htcondor==24.0.24", skipped=True)]
     findings = []
     for path in files:

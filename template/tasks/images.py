@@ -21,7 +21,8 @@ def image_tags() -> list[str]:
     return ["latest", immutable_tag(), f"lock-{lock_digest()[:12]}"]
 
 
-def docker_client():
+def docker_client(instead: str = ""):
+    """A client of a running Docker engine; ``instead`` is the sentence to say where none runs."""
     try:
         import docker
     except ImportError:
@@ -30,9 +31,11 @@ def docker_client():
         client = docker.from_env(timeout=600)
         client.ping()
     except Exception as error:  # docker-py raises several types for an unreachable engine
+        where = os.environ.get("DOCKER_HOST", "the default socket")
         raise Exit(
-            f"no Docker engine answers at {os.environ.get('DOCKER_HOST', 'the default socket')} ({error}); "
-            "start Docker (or set DOCKER_HOST) and try again."
+            f"{instead} (no Docker engine answers at {where})."
+            if instead
+            else f"no Docker engine answers at {where} ({error}); start Docker (or set DOCKER_HOST) and try again."
         ) from None
     return client
 
@@ -189,18 +192,3 @@ def push_image(c, allow_dirty: bool = False, tag: str = ""):
                 raise Exit(f"pushing {image}:{name} failed: {message}")
             _progress(chunk, state)
         print(f"\npushed {image}:{name}", flush=True)
-
-
-def registry_has(client, reference: str) -> bool:
-    """Whether the registry holds ``reference`` (asks the registry, not the local engine)."""
-    import docker
-
-    try:
-        client.images.get_registry_data(reference)
-    except docker.errors.NotFound:
-        return False
-    except docker.errors.APIError as error:
-        if "not found" in str(error).lower() or "unknown" in str(error).lower():
-            return False
-        raise Exit(f"could not ask the registry about {reference} ({error}).") from None
-    return True

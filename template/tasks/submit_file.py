@@ -1,0 +1,113 @@
+"""The submit files in htcondor/: the one place a user sets a job's HTCondor resources.
+
+submit-condor reads them as condor_submit would and refuses, in one sentence, what condor_submit
+refuses or what a job would silently misread: no queue statement, two `requirements` lines
+(the last one alone would win), a size that is not one, a GPU job that asks for no GPU.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from invoke import Exit
+
+from .helpers import ROOT
+from .sizes import SizeError, size_bytes
+
+# condor_submit (src/condor_submit.V6/submit.cpp) ends a file without a queue statement with
+# "ERROR: <file> doesn't contain any queue commands".
+QUEUE = re.compile(r"^\s*(queue|iterate)(\s|$)", re.I)
+COMMAND = re.compile(r"^\s*([+A-Za-z_.][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class SubmitFile:
+    path: Path
+    text: str
+    values: dict[str, list[str]]  # command (lower case) -> its values in file order
+
+    @property
+    def name(self) -> str:
+        return str(self.path.relative_to(ROOT))
+
+    def last(self, command: str) -> str | None:
+        """The value HTCondor uses: the last one set (submit commands ignore case)."""
+        values = self.values.get(command.lower())
+        return values[-1] if values else None
+
+    def disk_bytes(self) -> int:
+        return size_bytes(self.last("request_disk") or "", "request_disk")
+
+
+def read_submit_file(path: Path) -> SubmitFile:
+    values: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        match = COMMAND.match(line)
+        if match and not line.lstrip().startswith("#"):
+            values.setdefault(match.group(1).lower(), []).append(match.group(2))
+    return SubmitFile(path, path.read_text(), values)
+
+
+def check_submit_file(submit: SubmitFile, needs_gpu: bool) -> None:
+    """Refuse what condor_submit refuses, or what the job would misread, in one sentence."""
+    lines = [line for line in submit.text.splitlines() if not line.lstrip().startswith("#")]
+    if not any(QUEUE.match(line) for line in lines):
+        raise Exit(
+            f"{submit.name} doesn't contain any queue commands, so condor_submit refuses it; end it with "
+            "`queue train_args from $(train_args_file)`."
+        )
+    if len(submit.values.get("requirements", [])) > 1:
+        raise Exit(
+            f"{submit.name} sets requirements more than once and HTCondor keeps only the last; "
+            "join them into one line with &&."
+        )
+    for command in ("request_memory", "request_disk"):
+        if submit.last(command) is None:
+            raise Exit(f"{submit.name} sets no {command}, so the pool's default applies; set one such as 8GB.")
+        try:
+            size_bytes(submit.last(command), command)
+        except SizeError as error:
+            raise Exit(f"{submit.name}: {error}") from None
+    _check_gpus(submit, needs_gpu)
+
+
+def _check_gpus(submit: SubmitFile, needs_gpu: bool) -> None:
+    gpus = submit.last("request_gpus")
+    if gpus is not None and not re.fullmatch(r"[0-9]+", gpus):
+        raise Exit(f"{submit.name}: request_gpus = {gpus} is not a whole number of GPUs.")
+    if needs_gpu and int(gpus or 0) < 1:
+        raise Exit(
+            f"{submit.name} asks for no GPU (request_gpus = {gpus or 'unset'}) but the environment it runs "
+            "is the CUDA one; set request_gpus = 1."
+        )
+    capability = submit.last("gpus_minimum_capability")
+    if capability is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)?", capability):
+        raise Exit(f"{submit.name}: gpus_minimum_capability = {capability} is not a compute capability such as 7.5.")
+
+
+def check_staging_requirement(submit: SubmitFile, inputs: list[str]) -> None:
+    """CHTC runs jobs that read /staging only where HasCHTCStaging is true (CHTC's large-data guide)."""
+    staged = [i for i in inputs if i.startswith(("osdf:///chtc/staging/", "/staging/"))]
+    if staged and "haschtcstaging" not in (submit.last("requirements") or "").lower():
+        raise Exit(
+            f"{submit.name} reads {staged[0]} from CHTC's /staging but its requirements do not ask for "
+            "HasCHTCStaging; add `&& (TARGET.HasCHTCStaging == true)` to its requirements line."
+        )
+
+
+def check_queue_items(submit: SubmitFile, sweep: list[str] | None) -> None:
+    """An empty train_args file would queue no job without a word: say so."""
+    if sweep is not None:
+        if not any(arg.strip() for arg in sweep):
+            raise Exit("--queue was given only empty argument sets; give one set of arguments per job.")
+        return
+    items = submit.last("train_args_file")
+    if items and "$" not in items:
+        path = submit.path.parent / items
+        if path.is_file() and not path.read_text().strip():
+            raise Exit(
+                f"{path.relative_to(ROOT)} is empty, so no job would be queued; write one line of "
+                "arguments per job (e.g. --epochs 14)."
+            )
