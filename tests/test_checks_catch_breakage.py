@@ -109,8 +109,15 @@ BREAKAGES = {
     "condor-memory-not-a-size": (
         "htcondor",
         "htcondor/docker.sub",
-        "request_memory = 8GB",
+        "request_memory = 4GB",
         "request_memory = eight gigabytes",
+        "htcondor",
+    ),
+    "condor-disk-without-unit": (
+        "htcondor",
+        "htcondor/docker.sub",
+        "request_disk = 4GB",
+        "request_disk = 20",
         "htcondor",
     ),
     "condor-no-queue": (

@@ -14,124 +14,22 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import tempfile
 from pathlib import Path
 
 from invoke import Exit, task
 
-from .apptainer import build_sif, sif_path
 from .condor_bindings import bindings_installed, job_ads
-from .data import data_archive, ensure_data, plot_metrics
-from .helpers import ROOT, human_size, immutable_tag, run, tool
-from .images import build_image, docker_client, push_image
-from .pack import check_pack_disk, pack, pack_path
-from .registry import artifact_size, manifest
-from .settings import Settings, settings
-from .staging import osdf_url, report_transfer, stage, staging_dir
+from .data import plot_metrics
+from .helpers import ROOT, run, tool
+from .job_inputs import checked_tag, data_input, environment_commands
+from .settings import settings
+from .staging import report_transfer
 from .submit_file import SubmitFile, check_queue_items, check_staging_requirement, check_submit_file, read_submit_file
 
 CONDOR_DIR = ROOT / "htcondor"
 LAST_CLUSTER = CONDOR_DIR / ".last-cluster"
 FLAVOURS = ("docker", "apptainer", "pixi-pack")
-CI_PUSHES = "CI pushes it when this commit reaches GitHub (the images workflow)"
-# What a job's sandbox holds besides a .sif: the data, its extraction, checkpoints and outputs.
-SANDBOX_MARGIN = 2**30
-
-
-def large_input(s: Settings, path: Path, dry_run: bool, sent: list[Path]) -> str:
-    """Where a job reads ``path`` from: OSDF when osdf-path is set, else the access point."""
-    if s.htcondor.osdf_path:
-        return stage(s, path, dry_run)
-    sent.append(path)
-    return f"../{path.name}"
-
-
-def checked_tag(tag: str) -> str:
-    """The image tag jobs run: the commit's short SHA unless --tag names another immutable one."""
-    if not tag:
-        return immutable_tag()
-    if tag == "latest":
-        raise Exit("--tag latest moves with every push and execute points cache it; pass a commit's short SHA.")
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", tag):
-        raise Exit(f"--tag {tag!r} is not an image tag (letters, digits, '.', '_' and '-', at most 128).")
-    return tag
-
-
-def docker_image(c, s: Settings, tag: str, build: bool, dry_run: bool) -> str:
-    reference = f"{s.require_image()}:{tag}"
-    if dry_run:
-        print(f"would ask the registry for {reference}" + (" and build and push it if absent" if build else ""))
-    elif manifest(reference) is None:
-        if not build:
-            raise Exit(f"{reference} is not in the registry; {CI_PUSHES}, or add --build where Docker runs.")
-        docker_client(
-            f"--build needs a Docker engine, which access points lack; {CI_PUSHES}, or build on your own computer"
-        )
-        build_image(c)
-        push_image(c, tag=tag)
-    return f"docker://{reference}"
-
-
-def sif_image(c, s: Settings, submit: SubmitFile, tag: str, build: bool, dry_run: bool, sent: list[Path]) -> str:
-    """A local or staged .sif where there is one, else the oras:// artifact CI pushed."""
-    path = sif_path(s, tag)
-    if build and not path.is_file():
-        if shutil.which("apptainer") is None:
-            raise Exit(
-                f"--build needs Apptainer to build {path.name}; {CI_PUSHES.replace('it', 'the SIF')}, "
-                "or build it with `invoke build-sif` where Apptainer runs (CHTC: an interactive build job)."
-            )
-        if dry_run:
-            print(f"would build {path.name}")
-            return f"../{path.name}"
-        build_sif(c)
-    if path.is_file():
-        check_sif_disk(submit, path.name, path.stat().st_size)
-        return large_input(s, path, dry_run, sent)
-    if s.htcondor.osdf_path and (staging_dir(s) / path.name).is_file():
-        check_sif_disk(submit, path.name, (staging_dir(s) / path.name).stat().st_size)
-        return osdf_url(s, path.name)  # staged earlier; the local copy may be gone
-    remote = f"{s.require_image()}:sif-{tag}"
-    if dry_run:
-        print(f"would ask the registry for {remote} (no {path.name} here)")
-        return f"oras://{remote}"
-    found = manifest(remote)
-    if found is None:
-        raise Exit(f"neither {path.name} nor oras://{remote} exists; {CI_PUSHES.replace('it', 'the SIF')}.")
-    check_sif_disk(submit, f"oras://{remote}", artifact_size(found))
-    return f"oras://{remote}"
-
-
-def check_sif_disk(submit: SubmitFile, name: str, size: int) -> None:
-    """The .sif is copied into the job's sandbox: request_disk must hold it and the job's files."""
-    need = size + SANDBOX_MARGIN
-    if submit.disk_bytes() < need:
-        raise Exit(
-            f"request_disk = {submit.last('request_disk')} in {submit.name} is too small for {name} "
-            f"({human_size(size)}), which the job's sandbox holds; raise it to at least {human_size(need)}."
-        )
-
-
-def packed_environment(c, s: Settings, submit: SubmitFile, build: bool, dry_run: bool, sent: list[Path]) -> list:
-    path = pack_path(s)
-    if not path.is_file():
-        if not build:
-            raise Exit(f"{path.name} (packed from this pixi.lock) does not exist; run `invoke pack` or add --build.")
-        if dry_run:
-            print(f"would pack {path.name} and check request_disk against its size")
-            return [("pack_file", path.name), ("pack_input", f"../{path.name}")]
-        pack(c)
-    check_pack_disk(s, path, submit)
-    return [("pack_file", path.name), ("pack_input", large_input(s, path, dry_run, sent))]
-
-
-def data_input(c, s: Settings, dry_run: bool, sent: list[Path]) -> str:
-    archive = data_archive(c)
-    if dry_run and not archive.is_file():
-        print(f"would download and verify {archive.name} from {s.data.url}")
-        return osdf_url(s, archive.name) if s.htcondor.osdf_path else f"../{archive.name}"
-    return large_input(s, ensure_data(c), dry_run, sent)
 
 
 def chosen_submit_file(flavour: str) -> tuple[str, SubmitFile]:
@@ -145,16 +43,6 @@ def chosen_submit_file(flavour: str) -> tuple[str, SubmitFile]:
         raise Exit("htcondor/ holds no submit file (docker.sub, apptainer.sub or pixi-pack.sub).")
     flavour = flavour or present[0]
     return flavour, read_submit_file(CONDOR_DIR / f"{flavour}.sub")
-
-
-def environment_commands(c, s: Settings, flavour: str, submit: SubmitFile, options: dict, sent: list) -> list:
-    """The image, .sif or pack this submission runs, as submit commands."""
-    tag, build, dry_run = options["tag"], options["build"], options["dry_run"]
-    if flavour == "docker":
-        return [("container_image", docker_image(c, s, tag, build, dry_run))]
-    if flavour == "apptainer":
-        return [("container_image", sif_image(c, s, submit, tag, build, dry_run, sent))]
-    return packed_environment(c, s, submit, build, dry_run, sent)
 
 
 @task(
@@ -185,12 +73,14 @@ def submit_condor(
     flavour, submit = chosen_submit_file(flavour)
     check_submit_file(submit, needs_gpu=bool(s.cuda_version) and s.environment == "gpu")
     check_queue_items(submit, queue or None)
+    check_staging_requirement(submit, s.htcondor.osdf_path)
+    if flavour != "pixi-pack":
+        s.require_image()  # a bad name is refused before anything is downloaded or staged
     options = {"tag": checked_tag(tag) if flavour != "pixi-pack" else tag, "build": build, "dry_run": dry_run}
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
     sent: list[Path] = [ROOT / "src"]
     commands = [("data_input", data_input(c, s, dry_run, sent))]
     commands += environment_commands(c, s, flavour, submit, options, sent)
-    check_staging_requirement(submit, [value for _, value in commands])
     if not s.htcondor.osdf_path:
         report_transfer(sent)
     submit_and_report(submit, commands, queue, condor_submit, dry_run, interactive)

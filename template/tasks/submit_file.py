@@ -87,13 +87,13 @@ def _check_gpus(submit: SubmitFile, needs_gpu: bool) -> None:
         raise Exit(f"{submit.name}: gpus_minimum_capability = {capability} is not a compute capability such as 7.5.")
 
 
-def check_staging_requirement(submit: SubmitFile, inputs: list[str]) -> None:
+def check_staging_requirement(submit: SubmitFile, osdf_path: str) -> None:
     """CHTC runs jobs that read /staging only where HasCHTCStaging is true (CHTC's large-data guide)."""
-    staged = [i for i in inputs if i.startswith(("osdf:///chtc/staging/", "/staging/"))]
+    staged = osdf_path.startswith("osdf:///chtc/staging/")
     if staged and "haschtcstaging" not in (submit.last("requirements") or "").lower():
         raise Exit(
-            f"{submit.name} reads {staged[0]} from CHTC's /staging but its requirements do not ask for "
-            "HasCHTCStaging; add `&& (TARGET.HasCHTCStaging == true)` to its requirements line."
+            f"{submit.name} reads its large files from {osdf_path} (CHTC's /staging) but its requirements do not "
+            "ask for HasCHTCStaging; add `&& (TARGET.HasCHTCStaging == true)` to its requirements line."
         )
 
 
