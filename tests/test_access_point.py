@@ -302,3 +302,17 @@ def test_every_bad_value_is_one_sentence_and_writes_nothing(project, access_poin
     result, recorded = invoke(project, "submit-condor", *args, path_dirs=(access_point,), extra_env=environment)
     assert one_sentence(result) == sentence
     assert recorded == [] and _files(project) == before
+
+
+def test_batch_site_chooses_the_site_conventions(tmp_path):
+    """CHTC: GPU Lab with the chosen job length, resumable, streamed output; OSPool: none of them."""
+    from maintainer.render import render
+
+    chtc = render(tmp_path / "chtc", {"chtc_gpu_job_length": "long"})
+    text = (chtc / "htcondor" / "docker.sub").read_text()
+    for line in ("+WantGPULab = true", '+GPUJobLength = "long"', "+is_resumable = true", "stream_output = true"):
+        assert f"\n{line}\n" in text
+    ospool = render(tmp_path / "ospool", {"batch_site": "ospool"})
+    lines = (ospool / "htcondor" / "docker.sub").read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.startswith("#"))
+    assert not any(word in text for word in ("WantGPULab", "GPUJobLength", "is_resumable", "HasCHTCStaging"))

@@ -162,7 +162,7 @@ BREAKAGES = {
         "docker/login-action@v4",
         "zizmor",
     ),
-    "condor-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 2", "request_gpus = 1", "htcondor"),
+    "condor-no-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 2", "request_gpus = 0", "htcondor"),
     "condor-no-model": (
         "htcondor",
         "htcondor/docker.sub",
