@@ -7,6 +7,7 @@ invoke release 1.2.0                  # tag what `copier update` will offer
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import time
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from maintainer.checks import CHECKS, run_checks
+from maintainer.base_image import NETWORK_CHECKS
+from maintainer.checks import CHECKS, iter_findings
 from maintainer.render import ROOT, load_answers, preset_names, render_fresh
 
 BUILD = ROOT / "build"
@@ -46,21 +48,35 @@ def render(c, preset: str = "defaults", answers: str = "", output: str = ""):
 @task(
     help={
         "path": "a rendered project, e.g. build/defaults",
-        "only": f"run only these checks, comma-separated: {', '.join(CHECKS)}",
+        "only": f"run only these checks, comma-separated: {', '.join([*CHECKS, *NETWORK_CHECKS])}",
     }
 )
 def check(c, path: str, only: str = ""):
-    """Check a rendered project with every consuming tool; one line per file and tool."""
+    """Check a rendered project with every consuming tool; one line per file and tool.
+
+    The network check (base-image: does the registry publish the pixi base image?) runs only
+    when named in --only; offline it is skipped with the reason (RMT_NETWORK_CHECKS=required
+    makes that a failure, as in the template's CI).
+    """
     project = Path(path)
     if not (project / "pixi.toml").is_file():
         raise Exit(f"{project} is not a rendered project; run `invoke render` first.")
-    names = [n.strip() for n in only.split(",") if n.strip()] or None
-    unknown = set(names or []) - set(CHECKS)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = set(names) - set(CHECKS) - set(NETWORK_CHECKS)
     if unknown:
-        raise Exit(f"unknown check(s) {', '.join(sorted(unknown))}; choose from {', '.join(CHECKS)}.")
-    findings = run_checks(project, names)
-    for finding in findings:
-        print(finding.line())
+        choices = ", ".join([*CHECKS, *NETWORK_CHECKS])
+        raise Exit(f"unknown check(s) {', '.join(sorted(unknown))}; choose from {choices}.")
+    offline = [n for n in names if n in CHECKS] if names else list(CHECKS)
+    network = [n for n in names if n in NETWORK_CHECKS]
+    print(f"checking {project}: {', '.join(offline + network)} (each line as its tool finishes)", flush=True)
+    findings = []
+    for finding in itertools.chain(
+        iter_findings(project, offline) if offline else [], *(NETWORK_CHECKS[n](project) for n in network)
+    ):
+        print(finding.line(), flush=True)
+        findings.append(finding)
+    if not names:
+        print(f"(network checks not run: {', '.join(NETWORK_CHECKS)}; name them in --only to ask the registry)")
     failed = [f for f in findings if not f.ok and not f.skipped]
     skipped = [f for f in findings if f.skipped]
     print(f"{len(findings) - len(failed) - len(skipped)} ok, {len(failed)} failed, {len(skipped)} skipped")

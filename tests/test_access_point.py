@@ -169,7 +169,7 @@ def test_the_dry_run_command_runs_as_printed(project, access_point, local_regist
     ran = subprocess.run(["bash", "-c", command], cwd=project / "htcondor", env=env, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "2 job(s) submitted" in ran.stdout
-    assert (project / "htcondor" / "sweep.txt").read_text() == "--epochs 1\n--lr '0.5' $HOME\n"
+    assert (project / "htcondor" / "sweep.txt").read_text() == "--epochs 1\n--lr '0.5' $(DOLLAR)HOME\n"
     assert shlex.split(command)[0] == "printf"
 
 
@@ -280,8 +280,8 @@ BAD_VALUES = [
         ("--epochs 14", ""),
         [],
         {},
-        "htcondor/train_args.txt is empty, so no job would be queued; write one line of arguments per job (e.g. "
-        "--epochs 14).",
+        "htcondor/train_args.txt holds no arguments, so no job would be queued; write one line of arguments per "
+        "job (e.g. --epochs 14).",
     ),
 ]
 

@@ -21,11 +21,11 @@ from invoke import Exit, task
 
 from .condor_bindings import bindings_installed, job_ads
 from .data import plot_metrics
-from .helpers import ROOT, run, tool
+from .helpers import MANIFEST, QUERY_TIMEOUT, ROOT, SUBMIT_TIMEOUT, immutable_tag, run, tool
 from .job_inputs import checked_tag, data_input, environment_commands
-from .settings import settings
+from .settings import Settings, settings
 from .staging import report_transfer
-from .submit_file import SubmitFile, check_queue_items, check_staging_requirement, check_submit_file, read_submit_file
+from .submit_file import SubmitFile, check_staging_requirement, check_submit_file, read_submit_file
 
 CONDOR_DIR = ROOT / "htcondor"
 LAST_CLUSTER = CONDOR_DIR / ".last-cluster"
@@ -72,18 +72,19 @@ def submit_condor(
         print("# the HTCondor bindings are not installed here: nothing below was validated by HTCondor")
     flavour, submit = chosen_submit_file(flavour)
     check_submit_file(submit, needs_gpu=bool(s.cuda_version) and s.environment == "gpu")
-    check_queue_items(submit, queue or None)
+    lines = job_lines(submit, queue or None)
+    check_tag_and_build(tag, build)
     check_staging_requirement(submit, s.htcondor.osdf_path)
     if flavour != "pixi-pack":
         s.require_image()  # a bad name is refused before anything is downloaded or staged
     options = {"tag": checked_tag(tag) if flavour != "pixi-pack" else tag, "build": build, "dry_run": dry_run}
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
-    sent: list[Path] = [ROOT / "src"]
-    commands = [("data_input", data_input(c, s, dry_run, sent))]
+    sent: list[Path] = [ROOT / "src", MANIFEST]
+    commands = [("data_input", data_input(c, s, dry_run, sent)), ("data_pins", data_pins(s))]
     commands += environment_commands(c, s, flavour, submit, options, sent)
     if not s.htcondor.osdf_path:
         report_transfer(sent)
-    submit_and_report(submit, commands, queue, condor_submit, dry_run, interactive)
+    submit_and_report(submit, commands, lines, condor_submit, dry_run, interactive)
 
 
 def condor_submit_argv(condor_submit: str, commands: list, interactive: bool, submit: SubmitFile) -> list[str]:
@@ -91,32 +92,29 @@ def condor_submit_argv(condor_submit: str, commands: list, interactive: bool, su
     return [condor_submit, *appended, *(["-interactive"] if interactive else []), submit.path.name]
 
 
-def print_dry_run(ads: list[dict] | None, argv: list[str], queue) -> None:
+def print_dry_run(ads: list[dict] | None, argv: list[str], lines: list[str]) -> None:
     for number, ad in enumerate(ads or []):
         print(f"# job {number}\n{json.dumps(ad, indent=1, sort_keys=True)}")
-    command = shlex.join(argv)
-    if queue:  # the sweep file, written by the same command line so that it runs as printed
-        command = f"printf '%s\\n' {shlex.join(queue)} > sweep.txt && {command}"
+    # The sweep file is written by the same command line, so that it runs as printed.
+    command = f"printf '%s\\n' {shlex.join(lines)} > sweep.txt && {shlex.join(argv)}"
     print("# dry run: would run, in htcondor/:\n" + command)
 
 
-def submit_and_report(submit: SubmitFile, commands: list, queue, condor_submit, dry_run: bool, interactive: bool):
+def submit_and_report(submit: SubmitFile, commands: list, lines: list[str], condor_submit, dry_run, interactive):
     with tempfile.TemporaryDirectory() as scratch:
-        shown = commands
-        if queue:
-            sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
-            sweep.write_text("".join(f"{args}\n" for args in queue))
-            commands = [*commands, ("train_args_file", str(sweep))]
-            shown = [*shown, ("train_args_file", "sweep.txt")]  # the printed command writes it there
+        sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
+        sweep.write_text("".join(f"{line}\n" for line in lines))
+        shown = [*commands, ("train_args_file", "sweep.txt")]  # the printed command writes it there
+        commands = [*commands, ("train_args_file", str(sweep))]
         ads = job_ads(submit.text, commands, CONDOR_DIR)
         argv = condor_submit_argv(condor_submit or "condor_submit", commands, interactive, submit)
         if dry_run:
-            print_dry_run(ads, condor_submit_argv("condor_submit", shown, interactive, submit), queue)
+            print_dry_run(ads, condor_submit_argv("condor_submit", shown, interactive, submit), lines)
             return
         if interactive:
             run(argv, "condor_submit -interactive", cwd=CONDOR_DIR)
             return
-        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True)
+        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True, timeout=SUBMIT_TIMEOUT)
     print(out, end="")
     match = re.search(r"submitted to cluster (\d+)", out)
     if not match:
@@ -124,6 +122,47 @@ def submit_and_report(submit: SubmitFile, commands: list, queue, condor_submit, 
     LAST_CLUSTER.write_text(match.group(1) + "\n")
     cluster = match.group(1)
     print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
+
+
+def data_pins(s: Settings) -> str:
+    """The pins train.sh verifies the data with, as the job's environment (hexadecimal: nothing to quote)."""
+    pins = (("SHA256", s.data.sha256), ("GIT_BLOB", s.data.git_blob))
+    return " ".join(f"INVOKE_PROJECT_DATA_{name}={value}" for name, value in pins if value)
+
+
+def check_tag_and_build(tag: str, build: bool) -> None:
+    if build and tag and tag != immutable_tag():
+        raise Exit(f"--build builds this commit ({immutable_tag()}), not --tag {tag}; drop one of them.")
+
+
+def job_lines(submit: SubmitFile, queue: list[str] | None) -> list[str]:
+    """One line per job (--queue, else the file train_args_file names), escaped for HTCondor; never none."""
+    if queue is not None:
+        if not any(args.strip() for args in queue):
+            raise Exit("--queue was given only empty argument sets; give one set of arguments per job.")
+        return [condor_literal(args) for args in queue]
+    path = CONDOR_DIR / (submit.last("train_args_file") or "train_args.txt")
+    lines = path.read_text().splitlines() if path.is_file() else []
+    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise Exit(
+            f"{path.relative_to(ROOT)} holds no arguments, so no job would be queued; write one line of "
+            "arguments per job (e.g. --epochs 14)."
+        )
+    return [condor_literal(line) for line in lines]
+
+
+def condor_literal(args: str) -> str:
+    """A job's arguments as a `queue ... from` line that HTCondor passes on as written.
+
+    HTCondor expands $(macro) and $ENV(NAME) (the submitter's environment, which would then
+    be in the job ad for the pool to read) in the line; $(DOLLAR) is its literal $, and ""
+    its literal " inside `arguments = "..."`. $$( ) is expanded when the job is matched,
+    with no escape, so it is refused.
+    """
+    if "\n" in args or "\r" in args or "$$" in args:
+        raise Exit(f"the job arguments {args!r} hold a line break or $$, which HTCondor cannot pass on as written.")
+    return args.replace("$", "$(DOLLAR)").replace('"', '""')
 
 
 def last_cluster(cluster: int) -> str:
@@ -144,7 +183,7 @@ def job_dirs(cluster: str) -> list[Path]:
 def condor_status(c, cluster: int = 0):
     """Show the cluster's jobs (condor_q) and where their results are."""
     cid = last_cluster(cluster)
-    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q")
+    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q", timeout=QUERY_TIMEOUT)
     for directory in job_dirs(cid):
         files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
         print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")

@@ -50,15 +50,20 @@ def bindings_installed() -> bool:
 def describe(text: str, appended: list[tuple[str, str]], cwd: Path) -> dict:
     """What the bindings make of a submit description, run in a child process in ``cwd``.
 
-    Returns {"missing": True}, {"crashed": "signal 11"} or {"ads": [...], "error": ..., "warnings": [...]}.
+    Returns {"missing": True}, {"crashed": "signal 11"}, {"timeout": 120} or
+    {"ads": [...], "error": ..., "warnings": [...]}.
     ``appended`` are commands placed after the file's own, as `condor_submit -append` does.
     """
     request = json.dumps({"text": text, "appended": appended})
     # No pool is needed to turn submit text into job ads; without a configuration the bindings warn.
     env = {**os.environ, "CONDOR_CONFIG": os.environ.get("CONDOR_CONFIG", os.devnull)}
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD], input=request, capture_output=True, text=True, env=env, cwd=cwd, check=False
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", CHILD], input=request, capture_output=True, text=True, env=env, cwd=cwd,
+            check=False, timeout=120,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"timeout": 120}
     if result.returncode != 0:
         how = f"signal {-result.returncode}" if result.returncode < 0 else f"exit status {result.returncode}"
         return {"crashed": how}
@@ -73,6 +78,8 @@ def job_ads(text: str, appended: list[tuple[str, str]], cwd: Path) -> list[dict]
     answer = describe(text, appended, cwd)
     if answer.get("missing"):
         return None
+    if "timeout" in answer:
+        raise Exit(f"HTCondor's bindings did not read the submit description within {answer['timeout']} s.")
     if "crashed" in answer:
         raise Exit(
             f"HTCondor's bindings crashed on the submit description ({answer['crashed']}); look for a malformed "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-SIZE_PATTERN = r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*([KMGTkmgt])[Bb]?\s*$"
+SIZE_PATTERN = r"^[ \t]*([0-9]+(\.[0-9]*)?|\.[0-9]+)[ \t]*([KMGTkmgt])[Bb]?[ \t]*\Z"
 UNIT_BYTES = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 # What a bare number counts in, per submit command (condor_submit's `base`).
 BARE_UNIT = {"request_memory": ("M", "MB"), "request_disk": ("K", "KiB")}

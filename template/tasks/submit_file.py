@@ -95,19 +95,3 @@ def check_staging_requirement(submit: SubmitFile, osdf_path: str) -> None:
             f"{submit.name} reads its large files from {osdf_path} (CHTC's /staging) but its requirements do not "
             "ask for HasCHTCStaging; add `&& (TARGET.HasCHTCStaging == true)` to its requirements line."
         )
-
-
-def check_queue_items(submit: SubmitFile, sweep: list[str] | None) -> None:
-    """An empty train_args file would queue no job without a word: say so."""
-    if sweep is not None:
-        if not any(arg.strip() for arg in sweep):
-            raise Exit("--queue was given only empty argument sets; give one set of arguments per job.")
-        return
-    items = submit.last("train_args_file")
-    if items and "$" not in items:
-        path = submit.path.parent / items
-        if path.is_file() and not path.read_text().strip():
-            raise Exit(
-                f"{path.relative_to(ROOT)} is empty, so no job would be queued; write one line of "
-                "arguments per job (e.g. --epochs 14)."
-            )
