@@ -8,8 +8,6 @@ invoke release 1.2.0                  # tag what `copier update` will offer
 from __future__ import annotations
 
 import itertools
-import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from invoke import Exit, task
 
 from maintainer.base_image import NETWORK_CHECKS
 from maintainer.checks import CHECKS, iter_findings
+from maintainer.release import release_problem, tag
 from maintainer.render import ROOT, load_answers, preset_names, render_fresh
 
 BUILD = ROOT / "build"
@@ -86,15 +85,14 @@ def check(c, path: str, only: str = ""):
 
 @task(help={"version": "the version to tag, e.g. 1.2.0", "push": "also push the tag to origin"})
 def release(c, version: str, push: bool = False):
-    """Tag the template version that `copier update` will offer (vX.Y.Z)."""
-    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", version):
-        raise Exit(f"'{version}' is not a version like 1.2.0.")
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True)
-    if status.stdout.strip():
-        raise Exit("the working tree has uncommitted changes; commit them before tagging a release.")
-    result = c.run(f"git tag -a v{version} -m 'Template release {version}'", warn=True)
-    if not result.ok:
-        raise Exit(f"could not create the tag v{version} (does it exist already?).")
+    """Tag the template version that `copier update` will offer (vX.Y.Z, its CHANGELOG section as message)."""
+    problem = release_problem(ROOT, version)
+    if problem:
+        raise Exit(problem)
+    try:
+        tag(ROOT, version)
+    except RuntimeError as error:
+        raise Exit(f"could not create the tag v{version}: {error}") from None
     if push:
         c.run(f"git push origin v{version}")
-    print(f"tagged v{version}; projects get it with `copier update`")
+    print(f"tagged v{version}; projects get it with `copier update` (or `copier update --vcs-ref v{version}`)")

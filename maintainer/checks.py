@@ -400,8 +400,8 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
             problems.append(f"container image {image!r} is not a .sif file")
     elif universe != 5 or ad.get("WantContainer"):
         problems.append("pixi-pack jobs run in the vanilla universe without a container")
-    if gpu and not (isinstance(ad.get("RequestGPUs"), int) and ad["RequestGPUs"] >= 1):
-        problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected 1 or more")
+    if gpu and ad.get("RequestGPUs") != 1:
+        problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected 1 (training uses one GPU)")
     if gpu and str(ad.get("GPUsMinCapability", "")) == "":
         problems.append("no minimum GPU capability")
     problems += _size_problems(project, path.read_text(), ad)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -172,8 +173,21 @@ class Journey:
         """The tasks' settings for the pack and condor steps: one environment for both (the
         pack is named by it, and submit-condor looks for that name), sized to the pool."""
         self.env["INVOKE_PROJECT_ENVIRONMENT"] = POOL_ENVIRONMENT
-        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY"] = POOL_REQUEST_MEMORY
-        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_GPUS"] = "0"
+        self.pool_resources(request_memory=POOL_REQUEST_MEMORY, request_gpus="0")
+        # The mini pool cannot read OSDF: the tasks send the pack and the data from the project.
+        self.env["INVOKE_PROJECT_HTCONDOR_OSDF_PATH"] = ""
+
+    def pool_resources(self, **values: str) -> None:
+        """The pool's resources, written into htcondor/pixi-pack.sub: the one place the tasks read them."""
+        path = self.project / "htcondor" / "pixi-pack.sub"
+        if not path.is_file():
+            return
+        text = path.read_text()
+        for key, value in values.items():
+            text, count = re.subn(rf"^{key}\s*=.*$", f"{key} = {value}", text, flags=re.M)
+            if not count:
+                text = text.replace("\nqueue ", f"\n{key} = {value}\nqueue ", 1)
+        path.write_text(text)
 
     def step_pack(self) -> None:
         self.pool_settings()
@@ -218,7 +232,7 @@ class Journey:
             return
         self.pool_settings()
         packed = self.packed()
-        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_DISK"] = self.pool_disk(packed)
+        self.pool_resources(request_disk=self.pool_disk(packed))
         if not (self.project / "MNIST_data.tar.gz").exists():
             self.write_data()
         # The tasks' own condor_submit command (validated by the bindings): the pack they name
@@ -229,7 +243,7 @@ class Journey:
             raise StepFailed(f"step condor: submit-condor names another pack than {packed.name}: {' '.join(command)}")
         sweep = self.project / "htcondor" / "journey_args.txt"
         sweep.write_text("--epochs 1 --device cpu\n")
-        # The pool has no GPU and no OSDF: ask for none and send the local files (-append wins).
+        # The pool has no GPU: ask for none (-append wins over the file's lines).
         appends = ["request_gpus = 0", "requirements = true", f"train_args_file = {sweep.name}"]
         submit = [*command[1:-1], *(arg for line in appends for arg in ("-append", line)), command[-1]]
         if self.stand_ins:

@@ -230,7 +230,7 @@ BAD_VALUES = [
         "htcondor/docker.sub: gpus_minimum_capability = seven is not a compute capability such as 7.5.",
     ),
     (
-        ("request_gpus = 2", "request_gpus = 0"),
+        ("request_gpus = 1", "request_gpus = 0"),
         [],
         {},
         "htcondor/docker.sub asks for no GPU (request_gpus = 0) but the environment it runs is the CUDA one; set "

@@ -162,7 +162,8 @@ BREAKAGES = {
         "docker/login-action@v4",
         "zizmor",
     ),
-    "condor-no-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 2", "request_gpus = 0", "htcondor"),
+    "condor-no-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 1", "request_gpus = 0", "htcondor"),
+    "condor-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 1", "request_gpus = 2", "htcondor"),
     "condor-no-model": (
         "htcondor",
         "htcondor/docker.sub",

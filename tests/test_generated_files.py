@@ -42,6 +42,7 @@ EXPECTED_FILES = {
         "htcondor/pixi-pack.sub",
         ".github/workflows/docker.yml",
         ".github/workflows/apptainer.yml",
+        ".github/workflows/template-update.yml",  # the monthly update pull request (issue 19)
     },
     "cpu-linux": {"pixi.toml", "src/torch_MNIST.py", "tasks/__init__.py", "tasks/local.py"},
     "apptainer-slurm": {"apptainer.def", "slurm/train.sbatch", ".github/workflows/apptainer.yml"},

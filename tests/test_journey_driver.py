@@ -39,7 +39,8 @@ def test_journey_on_stand_ins_reports_them(tmp_path):
     assert packed and all(f"--environment {POOL_ENVIRONMENT} " in c for c in packed)
     (submit,) = [c for c in calls if c.startswith("condor_submit ")]
     assert f"-append pack_file = {pack.name} " in submit and f"-append pack_input = ../{pack.name} " in submit
-    assert "request_memory = 2GB" in submit and "request_gpus = 0" in submit
+    resources = (tmp_path / "defaults" / "htcondor" / "pixi-pack.sub").read_text()  # the one place for them
+    assert "\nrequest_memory = 2GB\n" in resources and "\nrequest_gpus = 0\n" in resources
     assert "[condor] stand-in: condor_submit accepted the job; no pool runs it here" in lines
 
 
@@ -70,3 +71,14 @@ def test_journey_refuses_unknown_steps_and_missing_tools(tmp_path):
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip() == "== step lock FAILED: step lock needs pixi, which is not on PATH"
+
+
+def test_condor_step_sends_the_packed_environment_from_the_project(tmp_path):
+    """everything stages large files on OSDF; the mini pool reads none, so the tasks send local ones."""
+    result = journey(tmp_path, "--preset", "everything", "--stand-ins", "--steps", "render,lock,pack,condor")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    (pack,) = (tmp_path / "everything").glob(f"*-environment-{POOL_ENVIRONMENT}-*.sh")
+    calls = (tmp_path / "everything-standins.log").read_text().splitlines()
+    (submit,) = [c for c in calls if c.startswith("condor_submit ")]
+    assert f"-append pack_file = {pack.name} -append pack_input = ../{pack.name} " in submit
+    assert "-append data_input = ../MNIST_data.tar.gz " in submit and "osdf://" not in submit

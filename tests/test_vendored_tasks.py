@@ -248,8 +248,9 @@ def test_the_submit_file_and_image_override_reach_the_job(project):
     assert [ad["Arguments"] for ad in ads] == ["--epochs 1", "--epochs 2 --lr 0.5"]
     for ad in ads:
         assert ad["ContainerImage"] == f"docker://example.org/me/other:{short_sha(project)}"
-        assert ad["RequestMemory"] == 16 * 1024 and ad["RequestGPUs"] == 2 and ad["DockerPullPolicy"] == "missing"
+        assert ad["RequestMemory"] == 16 * 1024 and ad["RequestGPUs"] == 1 and ad["DockerPullPolicy"] == "missing"
         assert ad["WantGPULab"] is False and ad["GPUJobLength"] == "short" and ad["is_resumable"] is True
+        assert ad["ProvenanceCommit"] == git(project, "rev-parse", "HEAD").strip()  # read back by the job
         assert ad["SuccessCheckpointExitCode"] == 85 and ad["TransferCheckpoint"] == "checkpoint.pt"
     command = dry_run_command(result.stdout)
     assert "request_memory" not in command and "WantGPULab" not in command
@@ -394,7 +395,7 @@ def test_submit_interactive_status_logs(project):
     assert cluster.isdigit() and f"cluster {cluster}:" in result.stdout
     (project / "htcondor" / f"train_{cluster}.log").write_text(f"000 ({cluster}.000.000) Job submitted\n")
     result, recorded = invoke(project, "condor-status")
-    assert result.returncode == 0 and recorded[-1] == f"condor_q {cluster} -nobatch"
+    assert result.returncode == 0 and recorded[-1].startswith(f"condor_q {cluster} -json -attributes ClusterId,")
     assert (
         f"no results of cluster {cluster} yet; each job's come back to htcondor/results/{cluster}.N/" in result.stdout
     )

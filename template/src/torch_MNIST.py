@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import provenance
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -504,6 +506,7 @@ def train(args: argparse.Namespace, started: float, stopping: list) -> int:
             "target": target_reached(history, args.target_accuracy) if args.target_accuracy else None,
             "epochs": history,
             "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
+            "provenance": provenance.collect(),
         }
         args.metrics.parent.mkdir(parents=True, exist_ok=True)
         args.metrics.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""HTCondor: submit-condor, condor-status, condor-logs, condor-plot.
+"""HTCondor: submit-condor, condor-logs, condor-plot (condor-status is in condor_sweeps.py).
 
 The submit files in htcondor/ are rendered once and are the one place for a job's
 resources (request_memory, request_disk, GPUs, +WantGPULab, ...): what the file says is
@@ -21,11 +21,12 @@ from invoke import Exit, task
 
 from .condor_bindings import bindings_installed, job_ads
 from .data import plot_metrics
-from .helpers import MANIFEST, QUERY_TIMEOUT, ROOT, SUBMIT_TIMEOUT, immutable_tag, run, tool
+from .helpers import MANIFEST, ROOT, SUBMIT_TIMEOUT, immutable_tag, read_resolved, run, tool
 from .job_inputs import checked_tag, data_input, environment_commands
 from .settings import Settings, settings
 from .staging import report_transfer
 from .submit_file import SubmitFile, check_staging_requirement, check_submit_file, read_submit_file
+from .sweeps import provenance_attributes
 
 CONDOR_DIR = ROOT / "htcondor"
 LAST_CLUSTER = CONDOR_DIR / ".last-cluster"
@@ -81,10 +82,11 @@ def submit_condor(
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
     sent: list[Path] = [ROOT / "src", MANIFEST]
     commands = [("data_input", data_input(c, s, dry_run, sent)), ("data_pins", data_pins(s))]
+    commands += provenance_attributes()  # read back by src/provenance.py in the job
     commands += environment_commands(c, s, flavour, submit, options, sent)
     if not s.htcondor.osdf_path:
         report_transfer(sent)
-    submit_and_report(submit, commands, lines, condor_submit, dry_run, interactive)
+    submit_and_report(submit, commands, (lines, queue), condor_submit, dry_run, interactive)
 
 
 def condor_submit_argv(condor_submit: str, commands: list, interactive: bool, submit: SubmitFile) -> list[str]:
@@ -100,7 +102,8 @@ def print_dry_run(ads: list[dict] | None, argv: list[str], lines: list[str]) -> 
     print("# dry run: would run, in htcondor/:\n" + command)
 
 
-def submit_and_report(submit: SubmitFile, commands: list, lines: list[str], condor_submit, dry_run, interactive):
+def submit_and_report(submit: SubmitFile, commands: list, sweep_of: tuple, condor_submit, dry_run, interactive):
+    lines, queue = sweep_of  # the escaped lines, and the --queue sets as given
     with tempfile.TemporaryDirectory() as scratch:
         sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
         sweep.write_text("".join(f"{line}\n" for line in lines))
@@ -121,6 +124,9 @@ def submit_and_report(submit: SubmitFile, commands: list, lines: list[str], cond
         raise Exit("condor_submit did not report a cluster id; see its output above.")
     LAST_CLUSTER.write_text(match.group(1) + "\n")
     cluster = match.group(1)
+    from .condor_sweeps import record_submission, submitted_arguments  # it imports this module
+
+    record_submission(cluster, submit.path.name, commands, submitted_arguments(ads, queue))
     print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
 
 
@@ -142,7 +148,7 @@ def job_lines(submit: SubmitFile, queue: list[str] | None) -> list[str]:
             raise Exit("--queue was given only empty argument sets; give one set of arguments per job.")
         return [condor_literal(args) for args in queue]
     path = CONDOR_DIR / (submit.last("train_args_file") or "train_args.txt")
-    lines = path.read_text().splitlines() if path.is_file() else []
+    lines = read_resolved(path).splitlines() if path.is_file() else []
     lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise Exit(
@@ -177,18 +183,6 @@ def job_dirs(cluster: str) -> list[Path]:
     """Each job's directory, htcondor/results/CLUSTER.PROCESS (see job_dir in the submit files)."""
     dirs = (CONDOR_DIR / "results").glob(f"{cluster}.*")
     return sorted((d for d in dirs if d.is_dir()), key=lambda d: int(d.name.split(".")[1]))
-
-
-@task(name="condor-status", help={"cluster": "cluster id (default: the last one submitted)"})
-def condor_status(c, cluster: int = 0):
-    """Show the cluster's jobs (condor_q) and where their results are."""
-    cid = last_cluster(cluster)
-    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q", timeout=QUERY_TIMEOUT)
-    for directory in job_dirs(cid):
-        files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
-        print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")
-    if not job_dirs(cid):
-        print(f"no results of cluster {cid} yet; each job's come back to htcondor/results/{cid}.N/")
 
 
 @task(name="condor-logs", help={"cluster": "cluster id (default: the last one submitted)"})

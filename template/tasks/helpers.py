@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -18,11 +19,29 @@ MANIFEST = ROOT / "pixi.toml"
 LOCK = ROOT / "pixi.lock"
 
 
+# What `copier update --conflict inline` (and git) leave where a user's edit and the
+# template's change meet: `<<<<<<< before updating` ... `>>>>>>> after updating`.
+CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})(?: |$)", re.MULTILINE)
+
+
+def read_resolved(path: Path) -> str:
+    """A file's text, refused with one sentence while it still holds conflict markers."""
+    text = path.read_text()
+    marker = CONFLICT_MARKER.search(text)
+    if marker:
+        line = text.count("\n", 0, marker.start()) + 1
+        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        raise Exit(
+            f"{where} still holds conflict markers from an update (line {line}); keep the lines you "
+            "want between <<<<<<< and >>>>>>>, delete the markers, then run the task again."
+        )
+    return text
+
+
 def read_toml(path: Path) -> dict:
-    """A TOML file as a dict; a missing or broken file is one sentence."""
+    """A TOML file as a dict; a missing, conflicted or broken file is one sentence."""
     try:
-        with path.open("rb") as stream:
-            return tomllib.load(stream)
+        return tomllib.loads(read_resolved(path))
     except FileNotFoundError:
         raise Exit(f"{path} not found; run invoke from the project directory.") from None
     except tomllib.TOMLDecodeError as error:

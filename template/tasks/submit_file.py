@@ -13,7 +13,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from .helpers import ROOT
+from .helpers import ROOT, read_resolved
 from .sizes import SizeError, size_bytes
 
 # condor_submit (src/condor_submit.V6/submit.cpp) ends a file without a queue statement with
@@ -42,12 +42,14 @@ class SubmitFile:
 
 
 def read_submit_file(path: Path) -> SubmitFile:
+    """The file's commands; refused before anything is built or pushed while it holds conflict markers."""
+    text = read_resolved(path)
     values: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         match = COMMAND.match(line)
         if match and not line.lstrip().startswith("#"):
             values.setdefault(match.group(1).lower(), []).append(match.group(2))
-    return SubmitFile(path, path.read_text(), values)
+    return SubmitFile(path, text, values)
 
 
 def check_submit_file(submit: SubmitFile, needs_gpu: bool) -> None:
@@ -77,6 +79,11 @@ def _check_gpus(submit: SubmitFile, needs_gpu: bool) -> None:
     gpus = submit.last("request_gpus")
     if gpus is not None and not re.fullmatch(r"[0-9]+", gpus):
         raise Exit(f"{submit.name}: request_gpus = {gpus} is not a whole number of GPUs.")
+    if gpus is not None and int(gpus) > 1:
+        raise Exit(
+            f"{submit.name}: request_gpus = {gpus}, but training uses one GPU (src/torch_MNIST.py has no "
+            "multi-GPU training); set request_gpus = 1."
+        )
     if needs_gpu and int(gpus or 0) < 1:
         raise Exit(
             f"{submit.name} asks for no GPU (request_gpus = {gpus or 'unset'}) but the environment it runs "
