@@ -32,6 +32,9 @@ CONDOR_DIR = ROOT / "htcondor"
 LAST_CLUSTER = CONDOR_DIR / ".last-cluster"
 FLAVOURS = ("docker", "apptainer", "pixi-pack")
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("htcondor",)
+
 
 def chosen_submit_file(flavour: str) -> tuple[str, SubmitFile]:
     """The flavour asked for, or the first this project has (docker, apptainer, pixi-pack)."""
