@@ -7,14 +7,15 @@ invoke release 1.2.0                  # tag what `copier update` will offer
 
 from __future__ import annotations
 
-import re
-import subprocess
+import itertools
 import time
 from pathlib import Path
 
 from invoke import Exit, task
 
-from maintainer.checks import CHECKS, run_checks
+from maintainer.base_image import NETWORK_CHECKS
+from maintainer.checks import CHECKS, iter_findings
+from maintainer.release import release_problem, tag
 from maintainer.render import ROOT, load_answers, preset_names, render_fresh
 
 BUILD = ROOT / "build"
@@ -46,21 +47,35 @@ def render(c, preset: str = "defaults", answers: str = "", output: str = ""):
 @task(
     help={
         "path": "a rendered project, e.g. build/defaults",
-        "only": f"run only these checks, comma-separated: {', '.join(CHECKS)}",
+        "only": f"run only these checks, comma-separated: {', '.join([*CHECKS, *NETWORK_CHECKS])}",
     }
 )
 def check(c, path: str, only: str = ""):
-    """Check a rendered project with every consuming tool; one line per file and tool."""
+    """Check a rendered project with every consuming tool; one line per file and tool.
+
+    The network check (base-image: does the registry publish the pixi base image?) runs only
+    when named in --only; offline it is skipped with the reason (RMT_NETWORK_CHECKS=required
+    makes that a failure, as in the template's CI).
+    """
     project = Path(path)
     if not (project / "pixi.toml").is_file():
         raise Exit(f"{project} is not a rendered project; run `invoke render` first.")
-    names = [n.strip() for n in only.split(",") if n.strip()] or None
-    unknown = set(names or []) - set(CHECKS)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = set(names) - set(CHECKS) - set(NETWORK_CHECKS)
     if unknown:
-        raise Exit(f"unknown check(s) {', '.join(sorted(unknown))}; choose from {', '.join(CHECKS)}.")
-    findings = run_checks(project, names)
-    for finding in findings:
-        print(finding.line())
+        choices = ", ".join([*CHECKS, *NETWORK_CHECKS])
+        raise Exit(f"unknown check(s) {', '.join(sorted(unknown))}; choose from {choices}.")
+    offline = [n for n in names if n in CHECKS] if names else list(CHECKS)
+    network = [n for n in names if n in NETWORK_CHECKS]
+    print(f"checking {project}: {', '.join(offline + network)} (each line as its tool finishes)", flush=True)
+    findings = []
+    for finding in itertools.chain(
+        iter_findings(project, offline) if offline else [], *(NETWORK_CHECKS[n](project) for n in network)
+    ):
+        print(finding.line(), flush=True)
+        findings.append(finding)
+    if not names:
+        print(f"(network checks not run: {', '.join(NETWORK_CHECKS)}; name them in --only to ask the registry)")
     failed = [f for f in findings if not f.ok and not f.skipped]
     skipped = [f for f in findings if f.skipped]
     print(f"{len(findings) - len(failed) - len(skipped)} ok, {len(failed)} failed, {len(skipped)} skipped")
@@ -70,15 +85,14 @@ def check(c, path: str, only: str = ""):
 
 @task(help={"version": "the version to tag, e.g. 1.2.0", "push": "also push the tag to origin"})
 def release(c, version: str, push: bool = False):
-    """Tag the template version that `copier update` will offer (vX.Y.Z)."""
-    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", version):
-        raise Exit(f"'{version}' is not a version like 1.2.0.")
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True)
-    if status.stdout.strip():
-        raise Exit("the working tree has uncommitted changes; commit them before tagging a release.")
-    result = c.run(f"git tag -a v{version} -m 'Template release {version}'", warn=True)
-    if not result.ok:
-        raise Exit(f"could not create the tag v{version} (does it exist already?).")
+    """Tag the template version that `copier update` will offer (vX.Y.Z, its CHANGELOG section as message)."""
+    problem = release_problem(ROOT, version)
+    if problem:
+        raise Exit(problem)
+    try:
+        tag(ROOT, version)
+    except RuntimeError as error:
+        raise Exit(f"could not create the tag v{version}: {error}") from None
     if push:
         c.run(f"git push origin v{version}")
-    print(f"tagged v{version}; projects get it with `copier update`")
+    print(f"tagged v{version}; projects get it with `copier update` (or `copier update --vcs-ref v{version}`)")

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,6 +220,47 @@ def check_apptainer(project: Path) -> list[Finding]:
 
 
 # ------------------------------------------------------------------ workflows
+def _action_steps(job: dict, action: str) -> list[dict]:
+    return [step for step in job.get("steps", []) if str(step.get("uses", "")).split("@")[0] == action]
+
+
+def workflow_pitfalls(text: str) -> list[str]:
+    """What actionlint and zizmor accept but a first run on GitHub gets wrong (reference/facts)."""
+    import yaml
+
+    problems = []
+    if re.search(r"\$\{\{[^}]*\bvars\.", text):
+        problems.append("reads a repository variable (vars.): none is given to pull requests from forks")
+    try:
+        jobs = (yaml.safe_load(text) or {}).get("jobs") or {}
+    except yaml.YAMLError:
+        return problems  # actionlint reports the syntax
+    for name, job in jobs.items() if isinstance(jobs, dict) else []:
+        if not isinstance(job, dict):
+            continue
+        inside = yaml.safe_dump({key: value for key, value in job.items() if key != "container"})
+        if "container" in job and re.search(r"\$\{\{\s*github\.workspace\s*\}\}", inside):
+            problems.append(
+                f"job {name}: ${{{{ github.workspace }}}} in a container job is the host's path "
+                "(actions/runner#2058); use $GITHUB_WORKSPACE"
+            )
+        for step in _action_steps(job, "eWaterCycle/setup-apptainer"):
+            version = str((step.get("with") or {}).get("apptainer-version", "1.3.0"))  # its action.yml default
+            numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+            problems.append(
+                f"job {name}: eWaterCycle/setup-apptainer declares node20 (removed from runners) and installs "
+                f"Apptainer {version}"
+                + (", whose .deb lacks the AppArmor profile ubuntu-24.04 needs" if numbers < (1, 3, 4) else "")
+            )
+        for step in _action_steps(job, "prefix-dev/setup-pixi"):
+            if (step.get("with") or {}).get("cache") is True:
+                problems.append(
+                    f"job {name}: setup-pixi `cache: true` fails without a committed pixi.lock; "
+                    "leave it unset (cached when the lock exists)"
+                )
+    return problems
+
+
 def check_workflows(project: Path) -> list[Finding]:
     workflows = sorted((project / ".github" / "workflows").glob("*.yml"))
     if not workflows:
@@ -239,6 +281,8 @@ def check_workflows(project: Path) -> list[Finding]:
         text = wf.read_text()
         if "{%" in text or "{{ " in text.replace("${{ ", ""):
             findings.append(Finding(rel, "no Jinja leftovers", False, "Jinja syntax survived rendering"))
+        problems = workflow_pitfalls(text)
+        findings.append(Finding(rel, "first-run pitfalls", not problems, "; ".join(problems)))
     dependabot = project / ".github" / "dependabot.yml"
     if dependabot.is_file():
         findings.append(
@@ -433,8 +477,11 @@ CHECKS = {
 }
 
 
-def run_checks(project: Path, names: list[str] | None = None) -> list[Finding]:
-    findings = []
+def iter_findings(project: Path, names: list[str] | None = None) -> Iterator[Finding]:
+    """The findings of each check as soon as that check finishes (the slow ones take minutes)."""
     for name in names or list(CHECKS):
-        findings.extend(CHECKS[name](Path(project)))
-    return findings
+        yield from CHECKS[name](Path(project))
+
+
+def run_checks(project: Path, names: list[str] | None = None) -> list[Finding]:
+    return list(iter_findings(project, names))

@@ -14,6 +14,7 @@ Steps: render, lock, install, project-tests, image, sif, pack, condor, update.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import shutil
@@ -31,6 +32,14 @@ STAND_INS = ROOT / "tests" / "stand-ins"
 STEPS = ["render", "lock", "install", "project-tests", "image", "sif", "pack", "condor", "update"]
 # The HTCondor pool of the condor step: a container of this image, named so (see journey.yml).
 CONDOR_CONTAINER = os.environ.get("JOURNEY_CONDOR_CONTAINER", "htcondor-mini")
+# The pool has no GPU: the pack step packs, and the condor step submits, this one environment.
+POOL_ENVIRONMENT = "cpu"
+# What the job asks of the mini pool, sized to a GitHub runner (4 CPUs and 16 GB on public
+# repositories' ubuntu-24.04, 2 and 7 GB on private ones): one CPU-epoch of the tiny data set.
+POOL_REQUEST_MEMORY = "2GB"
+POOL_WAIT_SECONDS = 1200
+# A release tag made on a copy of the repository when it has none, so the update step runs.
+STAND_IN_RELEASE = "v0.0.0"
 
 
 class StepFailed(Exception):
@@ -38,9 +47,11 @@ class StepFailed(Exception):
 
 
 class Journey:
-    def __init__(self, preset: str, workdir: Path, stand_ins: bool):
+    def __init__(self, preset: str, workdir: Path, stand_ins: bool, prune: bool = False):
         self.preset = preset
         self.project = workdir / preset
+        self.stand_ins = stand_ins
+        self.prune_between = prune
         self.env = dict(os.environ)
         if stand_ins:
             self.env["PATH"] = os.pathsep.join([str(STAND_INS), self.env.get("PATH", "")])
@@ -90,6 +101,21 @@ class Journey:
         archive = write_data_tarball(self.project)
         self.env.update(data_pins(archive))
         return archive
+
+    def prune(self, step: str) -> None:
+        """Free what a step left behind that later steps do not use (--prune; the runner's disk
+        holds the CUDA environment only a few times): the image step's images and build cache,
+        the sif step's SIF and Apptainer's cache. The running pool's image stays (in use)."""
+        if step == "image" and shutil.which("docker", path=self.env["PATH"]):
+            self.run(step, ["docker", "image", "prune", "--all", "--force"], capture=True)
+            self.run(step, ["docker", "builder", "prune", "--all", "--force"], capture=True)
+        if step == "sif":
+            for sif in self.project.glob("*.sif"):
+                sif.unlink()
+            if shutil.which("apptainer", path=self.env["PATH"]):
+                self.run(step, ["apptainer", "cache", "clean", "--force"], capture=True)
+        usage = shutil.disk_usage(self.project.parent)
+        print(f"[{step}] pruned; {usage.free / 1024**3:.1f} GB free under {self.project.parent}", flush=True)
 
     # -------------------------------------------------------------------- steps
     def step_render(self) -> None:
@@ -142,10 +168,20 @@ class Journey:
         else:
             self.tool(step, "pixi-pack")
 
+    def pool_settings(self) -> None:
+        """The tasks' settings for the pack and condor steps: one environment for both (the
+        pack is named by it, and submit-condor looks for that name), sized to the pool."""
+        self.env["INVOKE_PROJECT_ENVIRONMENT"] = POOL_ENVIRONMENT
+        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY"] = POOL_REQUEST_MEMORY
+        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_GPUS"] = "0"
+        # The mini pool cannot read OSDF: the tasks send the pack and the data from the project.
+        self.env["INVOKE_PROJECT_HTCONDOR_OSDF_PATH"] = ""
+
     def step_pack(self) -> None:
+        self.pool_settings()
         self.packer("pack")
-        self.invoke("pack", "pack", "--environment", "cpu")
-        packed = max(self.project.glob("*-environment-*.sh"), key=lambda p: p.stat().st_mtime)
+        self.invoke("pack", "pack")
+        packed = self.packed()
         self.write_data()
         scratch = Path(tempfile.mkdtemp(prefix="journey-unpack-"))
         shutil.copy2(packed, scratch / packed.name)
@@ -158,43 +194,63 @@ class Journey:
         train = f". ./activate.sh && python {self.project / 'src' / 'torch_MNIST.py'} --data-dir data --epochs 1"
         out = self.run("pack", ["bash", "-c", train + " --device cpu"], cwd=scratch, capture=True)
         print(out)
+        shutil.rmtree(scratch, ignore_errors=True)
         if "epoch  1:" not in out:
             raise StepFailed("step pack: the one-epoch training printed no `epoch  1:` line")
+
+    def packed(self) -> Path:
+        """The pack of the pool's environment (the tasks name packs <name>-environment-<env>-...)."""
+        packs = list(self.project.glob(f"*-environment-{POOL_ENVIRONMENT}-*.sh"))
+        if not packs:
+            raise StepFailed(f"step condor: no pack of the {POOL_ENVIRONMENT} environment; run the pack step first")
+        return max(packs, key=lambda p: p.stat().st_mtime)
+
+    def pool_disk(self, packed: Path) -> str:
+        """request_disk for the pack: the self-extractor's peak (3x the pack plus the environment,
+        as the tasks' check_pack_disk counts it) and a quarter more, in whole GB."""
+        installed = self.project / ".pixi" / "envs" / POOL_ENVIRONMENT
+        files = [p for p in installed.rglob("*") if p.is_file() and not p.is_symlink()] if installed.is_dir() else []
+        unpacked = sum(p.stat().st_size for p in files) or 3 * packed.stat().st_size
+        need = (3 * packed.stat().st_size + unpacked) * 1.25
+        return f"{max(1, math.ceil(need / 1024**3))}GB"
 
     def step_condor(self) -> None:
         if not self.has("htcondor/pixi-pack.sub"):
             print("[condor] not in this preset (no htcondor/pixi-pack.sub)")
             return
-        docker = self.tool("condor", "docker")
-        if not list(self.project.glob("*-environment-*.sh")):
-            raise StepFailed("step condor: run the pack step first (no packed environment)")
+        self.pool_settings()
+        packed = self.packed()
+        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_DISK"] = self.pool_disk(packed)
         if not (self.project / "MNIST_data.tar.gz").exists():
             self.write_data()
-        # The tasks' own condor_submit command (validated by the bindings), run in the pool as a normal user.
+        # The tasks' own condor_submit command (validated by the bindings): the pack they name
+        # must be the one the pack step made, or the job would unpack another environment.
         dry_run = self.invoke("condor", "submit-condor", "--flavour", "pixi-pack", "--dry-run", capture=True)
         command = shlex.split(dry_run.split("# dry run: would run, in htcondor/:\n", 1)[1].strip())
-        packed = max(self.project.glob("*-environment-*.sh"), key=lambda p: p.stat().st_mtime)
+        if f"pack_file = {packed.name}" not in command:
+            raise StepFailed(f"step condor: submit-condor names another pack than {packed.name}: {' '.join(command)}")
+        sweep = self.project / "htcondor" / "journey_args.txt"
+        sweep.write_text("--epochs 1 --device cpu\n")
+        # The pool has no GPU: ask for none (-append wins over the file's lines).
+        appends = ["request_gpus = 0", "requirements = true", f"train_args_file = {sweep.name}"]
+        submit = [*command[1:-1], *(arg for line in appends for arg in ("-append", line)), command[-1]]
+        if self.stand_ins:
+            condor_submit = self.tool("condor", "condor_submit")
+            print(self.run("condor", [condor_submit, *submit], cwd=self.project / "htcondor", capture=True))
+            print("[condor] stand-in: condor_submit accepted the job; no pool runs it here")
+            return
+        self.in_pool(submit)
+
+    def in_pool(self, submit: list[str]) -> None:
+        """Submit in the pool's container as a normal user, wait, and say why if the job is held."""
+        docker = self.tool("condor", "docker")
         argv = [docker, "exec", "-u", "submituser", "-w", str(self.project / "htcondor"), CONDOR_CONTAINER]
         # The pool's submituser reads the project and writes logs and outputs into htcondor/.
         self.run("condor", ["chmod", "-R", "a+rwX", str(self.project)])
-        sweep = self.project / "htcondor" / "journey_args.txt"
-        sweep.write_text("--epochs 1 --device cpu\n")
-        # The pool has no GPU and no OSDF: ask for none and send the local files (-append wins).
-        appends = [
-            "request_gpus = 0",
-            "requirements = true",
-            "data_input = ../MNIST_data.tar.gz",
-            f"pack_input = ../{packed.name}",
-            f"train_args_file = {sweep.name}",
-        ]
-        submit = [*argv, "condor_submit", *command[1:-1]]
-        for line in appends:
-            submit += ["-append", line]
-        out = self.run("condor", [*submit, command[-1]], capture=True)
+        out = self.run("condor", [*argv, "condor_submit", *submit], capture=True)
         print(out)
         cluster = out.strip().rsplit("cluster", 1)[-1].strip(" .\n")
-        log = self.project / "htcondor" / f"train_{cluster}.log"
-        self.run("condor", [*argv, "condor_wait", "-wait", "1200", log.name, cluster])
+        self.wait_for_job(argv, cluster)
         history = self.run("condor", [*argv, "condor_history", cluster, "-af", "ExitCode"], capture=True)
         job_dir = self.project / "htcondor" / "results" / f"{cluster}.0"
         if history.split() != ["0"]:
@@ -204,25 +260,54 @@ class Journey:
             raise StepFailed(f"step condor: the job returned no {model}")
         print(f"[condor] job {cluster}.0 completed and returned {model.relative_to(self.project)}")
 
+    def wait_for_job(self, argv: list, cluster: str) -> None:
+        """Until the job leaves the queue; a held job fails with its HoldReason, a job still
+        waiting at the deadline with condor_q -better-analyze (why no slot matches)."""
+        deadline = time.monotonic() + POOL_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            state = self.run("condor", [*argv, "condor_q", cluster, "-af", "JobStatus", "HoldReason"], capture=True)
+            if not state.strip():
+                return  # left the queue: completed (or removed; condor_history says which)
+            status, _, reason = state.strip().partition(" ")
+            if status == "5":  # HTCondor's JobStatus 5: Held
+                raise StepFailed(f"step condor: job {cluster} is held: {reason}")
+            time.sleep(10)
+        why = self.run("condor", [*argv, "condor_q", "-better-analyze", cluster], capture=True)
+        raise StepFailed(f"step condor: job {cluster} did not finish within {POOL_WAIT_SECONDS} s\n{why[-3000:]}")
+
+    def previous_release(self) -> tuple[str, str]:
+        """(template source, tag): the newest v* tag of this repository, or, when it has none, a
+        tag made on a copy of it (the commit before HEAD), so the update step always runs."""
+        tags = git(ROOT, "tag", "--list", "v*", "--sort=-v:refname").split()
+        if tags:
+            return str(ROOT), tags[0]
+        copy = self.project.parent / "template-copy"
+        if copy.exists():
+            shutil.rmtree(copy)
+        git(self.project.parent, "clone", "-q", "--no-local", str(ROOT), str(copy))
+        parents = git(copy, "rev-list", "--first-parent", "--max-count=2", "HEAD").split()
+        git(copy, "tag", STAND_IN_RELEASE, parents[-1])
+        print(f"[update] no v* release here: tagged {parents[-1][:12]} {STAND_IN_RELEASE} on a copy ({copy})")
+        return str(copy), STAND_IN_RELEASE
+
     def step_update(self) -> None:
-        """`copier update` from the previous release (the newest v* tag) with the user's edits."""
+        """`copier update` from the previous release to this commit, with the user's edits."""
         import copier
 
-        tags = git(ROOT, "tag", "--list", "v*", "--sort=-v:refname").split()
-        if not tags:
-            print("[update] not run: the template repository has no v* release yet to update from")
-            return
-        print(f"[update] tool copier: {Path(copier.__file__).parent} (real, Python package); from {tags[0]}")
+        source, release = self.previous_release()
+        print(f"[update] tool copier: {Path(copier.__file__).parent} (real, Python package); from {release}")
         project = self.project.parent / f"{self.preset}-update"
         if project.exists():
             shutil.rmtree(project)
-        copier.run_copy(str(ROOT), str(project), data=load_answers(self.preset), defaults=True, vcs_ref=tags[0])
+        copier.run_copy(source, str(project), data=load_answers(self.preset), defaults=True, vcs_ref=release)
         git(project, "init", "-q", "-b", "main")
         git(project, "add", "-A")
-        git(project, "commit", "-q", "-m", f"from {tags[0]}")
+        git(project, "commit", "-q", "-m", f"from {release}")
         training = project / "src" / "torch_MNIST.py"
         # An edit to the model, the part of the script researchers change.
         edited = training.read_text().replace("self.dropout2 = nn.Dropout(0.5)", "self.dropout2 = nn.Dropout(0.4)")
+        if edited == training.read_text():
+            raise StepFailed(f"step update: the journey's edit (the model's dropout) no longer fits {training}")
         training.write_text(edited)
         git(project, "commit", "-q", "-am", "my edit")
         copier.run_update(str(project), defaults=True, overwrite=True, conflict="inline", vcs_ref="HEAD")
@@ -243,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from: {', '.join(STEPS)}")
     parser.add_argument("--stand-ins", action="store_true", help="put tests/stand-ins first on PATH")
+    parser.add_argument("--prune", action="store_true", help="after each step, free what later steps do not use")
     args = parser.parse_args(argv)
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
@@ -255,12 +341,14 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
-    journey = Journey(args.preset, args.workdir.resolve(), args.stand_ins)
+    journey = Journey(args.preset, args.workdir.resolve(), args.stand_ins, args.prune)
     for step in steps:
         started = time.perf_counter()
         print(f"== step {step} ({args.preset})", flush=True)
         try:
             getattr(journey, f"step_{step.replace('-', '_')}")()
+            if args.prune:
+                journey.prune(step)
         except (StepFailed, RuntimeError, OSError, ValueError) as error:  # git, copier and files say why
             print(f"== step {step} FAILED: {error}", file=sys.stderr, flush=True)
             return 1

@@ -6,7 +6,6 @@ Shared by the tests and by maintainer/journey.py.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import sys
 import tarfile
@@ -39,15 +38,17 @@ def write_data_tarball(project: Path, train: int = 256, test: int = 64) -> Path:
     return archive
 
 
-def git_blob_id(content: bytes) -> str:
-    """What `git hash-object` prints for a file with this content."""
-    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+@functools.cache
+def fetch_data_module():
+    """The template's src/fetch_data.py: the one implementation of the data's digests and pins."""
+    path = Path(__file__).resolve().parent.parent / "template" / "src" / "fetch_data.py"
+    spec = importlib.util.spec_from_file_location("template_fetch_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def data_pins(archive: Path) -> dict[str, str]:
     """INVOKE_* overrides that pin ``archive`` as the project's data, verified as the real one is."""
-    content = archive.read_bytes()
-    return {
-        "INVOKE_PROJECT_DATA_GIT_BLOB": git_blob_id(content),
-        "INVOKE_PROJECT_DATA_SHA256": hashlib.sha256(content).hexdigest(),
-    }
+    digests = fetch_data_module().digests_of(archive)
+    return {"INVOKE_PROJECT_DATA_GIT_BLOB": digests["git_blob"], "INVOKE_PROJECT_DATA_SHA256": digests["sha256"]}

@@ -5,12 +5,22 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import tarfile
 from pathlib import Path
 
 from maintainer.project import data_pins, project_tasks, write_data_tarball
+from maintainer.render import ROOT, git
 
-__all__ = ["project_tasks", "write_data_tarball", "tiny_data_pins", "dry_run_ads", "dry_run_command", "tar_members"]
+__all__ = [
+    "clone_with_working_tree",
+    "project_tasks",
+    "write_data_tarball",
+    "tiny_data_pins",
+    "dry_run_ads",
+    "dry_run_command",
+    "tar_members",
+]
 
 
 def tar_members(archive: Path) -> list[str]:
@@ -36,3 +46,18 @@ def tiny_data_pins(project: Path) -> dict[str, str]:
     """
     archive = project / "MNIST_data.tar.gz"
     return data_pins(archive) if archive.is_file() else {}
+
+
+def clone_with_working_tree(destination: Path, names: tuple[str, ...]) -> Path:
+    """A clone of this repository (its history and tags) with ``names`` from the working tree committed on top."""
+    git(ROOT, "clone", "-q", str(ROOT), str(destination))
+    for name in names:
+        target, source = destination / name, ROOT / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    git(destination, "add", "-A")
+    git(destination, "commit", "-q", "--allow-empty", "-m", "the working tree")
+    return destination

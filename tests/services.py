@@ -232,6 +232,13 @@ def torch_wheel_site(target: Path, python_version: str) -> None:
     argv = [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(target)]
     argv += ["--python-version", python_version, "--only-binary=:all:", torch_requirement()]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    uv = shutil.which("uv")
+    if result.returncode != 0 and uv:
+        # Where pip is not pointed at PyTorch's CPU wheels (the template's CI: .ci/container),
+        # uv finds them itself (--torch-backend cpu), so no index host is written here.
+        argv = [uv, "pip", "install", "--quiet", "--target", str(target), "--python-version", python_version]
+        argv += ["--python", sys.executable, "--only-binary", ":all:", "--torch-backend", "cpu", torch_requirement()]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         here = f"{sys.version_info.major}.{sys.version_info.minor}"
         raise Unavailable(

@@ -264,7 +264,12 @@ def run_job(client, project, ad, scratch: Path, until_log: str | None = None) ->
         f"{image_of(project)}:{short_sha(project)}",
         [f"./{Path(ad['Cmd']).name}", *ad["Arguments"].split(), "--device", "cpu"],
         user=TEST_UID,
-        environment={"HOME": "", "_CONDOR_SCRATCH_DIR": "/scratch"},
+        # The ad's environment (the data's pins, for train.sh's verification), as the starter sets it.
+        environment={
+            "HOME": "",
+            "_CONDOR_SCRATCH_DIR": "/scratch",
+            **dict(pair.split("=", 1) for pair in ad.get("Environment", "").split()),
+        },
         working_dir="/scratch",
         volumes={str(scratch): {"bind": "/scratch", "mode": "rw"}},
         network_mode="none",

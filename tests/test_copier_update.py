@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
 
@@ -48,11 +49,14 @@ def update(project):
         copier.run_update(str(project), defaults=True, unsafe=False, overwrite=True, conflict="inline")
 
 
+CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})(?: |$)", re.MULTILINE)  # as git and Copier write them
+
+
 def assert_no_conflicts(project):
     for path in project.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
             text = path.read_text(errors="replace")
-            assert "<<<<<<<" not in text and ">>>>>>>" not in text, f"conflict markers in {path}"
+            assert not CONFLICT_MARKER.search(text), f"conflict markers in {path}"
     assert not list(project.rglob("*.rej"))
 
 

@@ -21,7 +21,7 @@ from functools import partial
 import pytest
 
 from maintainer.checks import read_manifest
-from maintainer.project import git_blob_id
+from maintainer.project import fetch_data_module
 from maintainer.render import preset_names
 from tests.project_helpers import write_data_tarball
 from tests.services import run_invoke
@@ -152,27 +152,29 @@ def run_pixi_task(project, manifest, name, *extra):
 
 @pytest.fixture
 def served(renderings, tmp_path):
-    """A tiny MNIST_data.tar.gz on a local HTTP server: (url, its git blob id)."""
+    """A tiny MNIST_data.tar.gz on a local HTTP server: (url, its git blob id, its SHA-256)."""
     root = tmp_path / "server"
     root.mkdir()
     shutil.copy(renderings["cpu-linux"] / "pixi.toml", root / "pixi.toml")
     shutil.copytree(renderings["cpu-linux"] / "tasks", root / "tasks")  # write_data_tarball uses its tiny_mnist
     archive = write_data_tarball(root)
-    blob = git_blob_id(archive.read_bytes())
+    digests = fetch_data_module().digests_of(archive)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/{archive.name}", blob
+    yield f"http://127.0.0.1:{server.server_address[1]}/{archive.name}", digests["git_blob"], digests["sha256"]
     server.shutdown()
 
 
 def test_train_right_after_copy_fetches_verifies_trains_and_plots(copy_of, served):
     project = copy_of("cpu-linux")
-    url, blob = served
+    url, blob, sha256 = served
     pinned = read_manifest(project)["tool"]["invoke-tasks"]["data"]
     text = (project / "pixi.toml").read_text()
+    # http:// is refused unless the SHA-256 is pinned: both pins, as a careful user writes them.
     text = text.replace(pinned["url"], url).replace(pinned["git-blob"], blob)
+    text = text.replace('sha256 = ""', f'sha256 = "{sha256}"')
     (project / "pixi.toml").write_text(text)
     manifest = read_manifest(project)
 
@@ -193,8 +195,8 @@ def test_train_right_after_copy_fetches_verifies_trains_and_plots(copy_of, serve
 
 def test_a_wrong_download_stops_training(copy_of, served):
     project = copy_of("cpu-linux")
-    url, _ = served
-    text = (project / "pixi.toml").read_text()
+    url, _, _ = served
+    text = (project / "pixi.toml").read_text().replace('sha256 = ""', f'sha256 = "{"0" * 64}"')
     (project / "pixi.toml").write_text(text.replace(read_manifest(project)["tool"]["invoke-tasks"]["data"]["url"], url))
     result = subprocess.run(
         [sys.executable, "src/fetch_data.py", "--extract", "."], cwd=project, capture_output=True, text=True

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from invoke import Context
+
+import tasks as maintainer_tasks
+from maintainer import checks
 from maintainer.render import ROOT
 from tests.services import run_invoke
 
@@ -29,7 +33,8 @@ def test_check_fails_on_a_broken_rendering(tmp_path):
     (target / "pixi.toml").write_text((target / "pixi.toml").read_text().replace("[dependencies]", "[dependencies"))
     result = invoke("check", str(target), "--only", "pixi")
     assert result.returncode != 0
-    assert result.stdout.splitlines()[0].split()[:3] == ["FAIL", "pixi.toml", "TOML"]
+    assert result.stdout.splitlines()[0] == f"checking {target}: pixi (each line as its tool finishes)"
+    assert result.stdout.splitlines()[1].split()[:3] == ["FAIL", "pixi.toml", "TOML"]
     assert result.stdout.splitlines()[-1] == "0 ok, 1 failed, 0 skipped"
     assert result.stderr.strip() == f"1 check(s) failed in {target}."
 
@@ -53,3 +58,21 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path):
     result = invoke("release", "1.2")
     assert result.returncode != 0 and result.stderr.strip() == "'1.2' is not a version like 1.2.0."
     assert "Traceback" not in result.stderr
+
+
+def test_check_prints_each_result_as_its_check_finishes(tmp_path, monkeypatch, capsys):
+    """The slow checks take minutes: the fast ones' lines are out before those start."""
+    (tmp_path / "pixi.toml").touch()
+    seen_before_second = []
+
+    def second(project):
+        seen_before_second.append(capsys.readouterr().out)
+        return [checks.Finding("b.txt", "second tool", True)]
+
+    monkeypatch.setitem(checks.CHECKS, "first", lambda project: [checks.Finding("a.txt", "first tool", True)])
+    monkeypatch.setitem(checks.CHECKS, "second", second)
+    maintainer_tasks.check.body(Context(), str(tmp_path), only="first,second")
+    (earlier,) = seen_before_second
+    header = f"checking {tmp_path}: first, second (each line as its tool finishes)"
+    assert earlier.splitlines() == [header, checks.Finding("a.txt", "first tool", True).line()]
+    assert capsys.readouterr().out.splitlines()[-1] == "2 ok, 0 failed, 0 skipped"

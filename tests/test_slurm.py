@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from maintainer.render import git, load_answers, render
-from tests.project_helpers import write_data_tarball
+from tests.project_helpers import tiny_data_pins, write_data_tarball
 from tests.services import STAND_INS, TIMINGS, run_invoke, slurm_cluster, start_or_skip, wait_for
 
 pytestmark = pytest.mark.slurm
@@ -42,7 +42,9 @@ SMALL = ("--sbatch-option", "--cpus-per-task=1")
 
 
 def invoke(project, env, *args, runner="python"):
-    env = {**env, "RUNNER": runner, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
+    # The tiny archive's pins reach the job (sbatch --export=ALL), which verifies it before extracting.
+    env = {**env, **tiny_data_pins(project), "RUNNER": runner}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return run_invoke(project, *args, env=env)
 
 

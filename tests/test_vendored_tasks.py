@@ -193,7 +193,8 @@ def test_one_sif_name_for_every_task(project):
     (project / "data").mkdir()
     result, recorded = invoke(project, "submit-slurm", path_dirs=(STAND_INS, _fake_sbatch(project)))
     assert result.returncode == 0, result.stderr
-    assert f"--export=ALL,SIF={project / sif_name}" in recorded[0].split()
+    # In sbatch's environment with --export=ALL: --export=ALL,SIF=... would split a path at its commas.
+    assert "--export=ALL" in recorded[0].split() and recorded[1] == f"SIF={project / sif_name}"
 
 
 def _fake_sbatch(project: Path) -> Path:
@@ -201,7 +202,7 @@ def _fake_sbatch(project: Path) -> Path:
     directory = project.parent / "fake-sbatch"
     directory.mkdir(exist_ok=True)
     script = directory / "sbatch"
-    script.write_text('#!/bin/sh\necho "sbatch $*" >> "$STANDIN_LOG"\necho 77\n')
+    script.write_text('#!/bin/sh\necho "sbatch $*" >> "$STANDIN_LOG"\necho "SIF=${SIF:-}" >> "$STANDIN_LOG"\necho 77\n')
     script.chmod(0o755)
     return directory
 
@@ -363,7 +364,7 @@ def test_submit_condor_without_condor_submit_submits_nothing(project, tmp_path):
 
 
 def test_submit_condor_without_data_and_offline_says_so(project):
-    env = {"INVOKE_PROJECT_DATA_URL": "http://127.0.0.1:9/MNIST_data.tar.gz"}
+    env = {"INVOKE_PROJECT_DATA_URL": "https://127.0.0.1:9/MNIST_data.tar.gz"}
     result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack", "--build", extra_env=env)
     assert "this machine may be offline" in one_sentence(result)
     assert not (project / "MNIST_data.tar.gz").exists()

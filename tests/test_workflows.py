@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from maintainer.render import ROOT, git
+from maintainer.render import ROOT, git, load_answers, render
 from tests.project_helpers import project_tasks
 
 FACTS = ROOT / "reference" / "facts" / "github-actions.md"
@@ -128,3 +129,103 @@ def test_the_apptainer_workflow_uses_the_tasks_one_sif_name(renderings, preset):
     assert 'invoke" build-sif' in runs["Build"] and 'invoke" test-sif' in runs["Test"]
     assert 'invoke" push-sif' in runs["Push"]
     assert not [s for s in steps if ".sif" in str(s)], "a step names a .sif file of its own"
+
+
+def workflow_steps(project: Path, name: str, job: str = "build") -> list[dict]:
+    return yaml.safe_load((project / ".github/workflows" / name).read_text())["jobs"][job]["steps"]
+
+
+def test_tests_workflow_passes_before_and_after_the_first_lock(renderings):
+    """setup-pixi (src/options.ts): `cache` and `locked` unset mean "only when pixi.lock exists"."""
+    for preset, project in renderings.items():
+        if not (project / ".github").is_dir():
+            continue
+        steps = workflow_steps(project, "tests.yml", "test")
+        (pixi,) = [s for s in steps if s.get("uses", "").startswith("prefix-dev/setup-pixi@")]
+        assert "cache" not in pixi["with"] and "locked" not in pixi["with"], preset
+        assert all("--locked" not in s.get("run", "") for s in steps), "pixi run --locked fails before `pixi lock`"
+
+
+@pytest.mark.parametrize("workflow", ["docker.yml", "apptainer.yml"])
+@pytest.mark.parametrize("locked", [True, False])
+def test_image_workflows_say_when_pixi_lock_was_not_committed(renderings, tmp_path, workflow, locked):
+    steps = workflow_steps(renderings["defaults"], workflow)
+    (index,) = [i for i, s in enumerate(steps) if s.get("name") == "pixi.lock is committed"]
+    assert index < next(i for i, s in enumerate(steps) if s.get("name") == "Build")
+    if locked:
+        (tmp_path / "pixi.lock").write_text("version: 6\n")
+    result = subprocess.run(["bash", "-e", "-c", steps[index]["run"]], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == (0 if locked else 1)
+    if not locked:
+        assert result.stdout.strip() == (
+            "::error file=pixi.toml::pixi.lock is not committed: run `pixi lock`, commit pixi.lock and push again."
+        )
+
+
+def apptainer_install(project: Path) -> dict:
+    steps = workflow_steps(project, "apptainer.yml")
+    assert not [s for s in steps if s.get("uses", "").startswith("eWaterCycle/setup-apptainer@")], "node20, 1.3.0"
+    (step,) = [s for s in steps if s.get("name", "").startswith("Install Apptainer")]
+    return step
+
+
+def test_apptainer_is_the_pinned_release_on_amd64(renderings):
+    version = yaml.safe_load((ROOT / "copier.yml").read_text())["apptainer_version"]["default"]
+    step = apptainer_install(renderings["defaults"])
+    assert step["env"]["APPTAINER_VERSION"] == version
+    assert 'gh release download "v${APPTAINER_VERSION}" --repo apptainer/apptainer' in step["run"]
+    assert '"apptainer_${APPTAINER_VERSION}_amd64.deb"' in step["run"]
+
+
+def test_arm_projects_install_apptainer_built_for_arm(tmp_path):
+    """Apptainer's releases hold amd64 .debs only (release.yml: GO_ARCH linux-amd64); its PPA builds arm64."""
+    answers = {**load_answers("defaults"), "platforms": ["linux-aarch64", "osx-arm64"]}
+    project = render(tmp_path / "arm", answers)
+    workflow = yaml.safe_load((project / ".github/workflows/apptainer.yml").read_text())
+    assert workflow["jobs"]["build"]["runs-on"] == "ubuntu-24.04-arm"
+    step = apptainer_install(project)
+    assert "amd64" not in step["run"] and "ppa:apptainer/ppa" in step["run"]
+
+
+@pytest.mark.parametrize(
+    ("registry", "user", "token"),
+    [
+        ("ghcr.io", "${{ github.actor }}", "${{ secrets.GITHUB_TOKEN }}"),
+        ("docker.io", "${{ secrets.REGISTRY_USERNAME }}", "${{ secrets.REGISTRY_TOKEN }}"),
+        ("custom", "${{ secrets.REGISTRY_USERNAME }}", "${{ secrets.REGISTRY_TOKEN }}"),
+    ],
+)
+def test_registry_logins_use_the_account_the_readme_names(tmp_path, registry, user, token):
+    answers = {**load_answers("defaults"), "container_registry": registry}
+    if registry == "custom":
+        answers["registry_host"] = "registry.example.org"
+    project = render(tmp_path / registry, answers)
+    (login,) = [
+        s for s in workflow_steps(project, "docker.yml") if s.get("uses", "").startswith("docker/login-action@")
+    ]
+    assert (login["with"]["username"], login["with"]["password"]) == (user, token)
+    (push,) = [s for s in workflow_steps(project, "apptainer.yml") if s.get("name") == "Push"]
+    assert (push["env"]["REGISTRY_USER"], push["env"]["REGISTRY_TOKEN"]) == (user, token)
+    readme = (project / "README.md").read_text()
+    section = readme.split("### Registry accounts", 1)[1].split("\n## ", 1)[0]
+    for secret in re.findall(r"secrets\.(\w+)", user + token):
+        if secret != "GITHUB_TOKEN":
+            assert f"`{secret}`" in section, f"the README does not name the secret {secret}"
+    assert ("GITHUB_TOKEN" in section) == (registry == "ghcr.io")
+
+
+def test_lock_update_workflow_opens_a_reviewed_pull_request(renderings):
+    """pixi's "Update lockfiles with GitHub Actions": pixi update --json into pixi-diff-to-markdown."""
+    project = renderings["defaults"]
+    workflow = yaml.safe_load((project / ".github/workflows/update-lock.yml").read_text())
+    assert "schedule" in workflow[True] and "workflow_dispatch" in workflow[True]
+    assert workflow["permissions"] == {}
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "pixi update --no-install --json" in runs and "pixi-diff-to-markdown" in runs
+    assert "set -o pipefail" in runs, "a failed update must not open an empty pull request"
+    (pr,) = [s for s in job["steps"] if s.get("uses", "").startswith("peter-evans/create-pull-request@")]
+    assert pr["with"]["add-paths"] == "pixi.lock"
+    assert pr["with"]["body-path"] == "${{ runner.temp }}/lock-diff.md" and "$RUNNER_TEMP/lock-diff.md" in runs
+    assert "update-lock" in (project / "README.md").read_text()

@@ -6,10 +6,19 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from .helpers import ROOT, immutable_tag, run, tool
+from .helpers import ROOT, git_is_dirty, immutable_tag, run, tool
 from .settings import Settings, settings
 
 APPTAINER_HOW = "install Apptainer (apptainer.org) or run this on a node that has it"
+
+
+def clean_tag(what: str) -> str:
+    """The commit's tag, refusing a tree with uncommitted changes: the name would lie about the content."""
+    tag = immutable_tag()
+    if git_is_dirty():
+        raise Exit(f"the git tree has uncommitted changes, so {what} would be named after commit {tag} without "
+                   "being it; commit them first.")  # fmt: skip
+    return tag
 
 
 def sif_name(s: Settings, tag: str) -> str:
@@ -39,7 +48,7 @@ def build_sif(c, from_docker: bool = False):
     """Build the Apptainer image NAME-TAG.sif (from apptainer.def, or the local Docker image)."""
     s = settings(c)
     apptainer = tool("apptainer", APPTAINER_HOW)
-    tag = immutable_tag()
+    tag = clean_tag("the .sif")
     if not from_docker and not (ROOT / "apptainer.def").is_file():
         raise Exit("there is no apptainer.def; pass --from-docker to convert the Docker image instead.")
     source = f"docker-daemon://{s.require_image()}:{tag}" if from_docker else "apptainer.def"
@@ -58,5 +67,6 @@ def push_sif(c):
     """Push the .sif to the registry as an OCI artifact (oras://IMAGE:sif-TAG)."""
     s = settings(c)
     apptainer = tool("apptainer", APPTAINER_HOW)
+    tag = clean_tag("the pushed .sif")
     path = existing_sif(c)
-    run([apptainer, "push", str(path), f"oras://{s.require_image()}:sif-{immutable_tag()}"], "apptainer push")
+    run([apptainer, "push", str(path), f"oras://{s.require_image()}:sif-{tag}"], "apptainer push")

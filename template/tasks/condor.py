@@ -19,7 +19,7 @@ from invoke import Exit, task
 from .apptainer import build_sif, sif_path
 from .condor_bindings import job_ads
 from .data import data_archive, ensure_data, plot_metrics
-from .helpers import ROOT, immutable_tag, run, tool
+from .helpers import MANIFEST, QUERY_TIMEOUT, ROOT, SUBMIT_TIMEOUT, immutable_tag, read_resolved, run, tool
 from .images import build_image, docker_client, push_image, registry_has
 from .pack import check_pack_disk, condor_size, pack, pack_path
 from .settings import Settings, settings
@@ -41,6 +41,12 @@ def resource_commands(s: Settings) -> list[tuple[str, str]]:
         commands += [("request_gpus", str(h.request_gpus)), ("gpus_minimum_capability", h.gpu_min_capability)]
         commands.append(("+WantGPULab", "true" if h.chtc_gpu_lab else "false"))
     return [(key, value) for key, value in commands if value]
+
+
+def data_pins(s: Settings) -> str:
+    """The pins train.sh verifies the data with, as the job's environment (hexadecimal: nothing to quote)."""
+    pins = (("SHA256", s.data.sha256), ("GIT_BLOB", s.data.git_blob))
+    return " ".join(f"INVOKE_PROJECT_DATA_{name}={value}" for name, value in pins if value)
 
 
 def large_input(s: Settings, path: Path, dry_run: bool, sent: list[Path]) -> str:
@@ -132,9 +138,14 @@ def submit_condor(
     submit_file = CONDOR_DIR / f"{flavour}.sub"
     if not submit_file.is_file():
         raise Exit(f"{submit_file.relative_to(ROOT)} does not exist: this project has no {flavour} flavour.")
+    check_tag_and_build(tag, build)
+    # Refused before anything is built or pushed: a file left mid-update (conflict markers).
+    submit_text = read_resolved(submit_file)
+    if not queue:
+        train_args_lines()  # each of its lines is a job's arguments
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
-    commands = resource_commands(s)
-    sent: list[Path] = [ROOT / "src"]
+    commands = resource_commands(s) + [("data_pins", data_pins(s))]
+    sent: list[Path] = [ROOT / "src", MANIFEST]
     archive = data_archive(c)
     if dry_run and not archive.is_file():
         print(f"would download and verify {archive.name} from {s.data.url}")
@@ -152,11 +163,8 @@ def submit_condor(
         report_transfer(sent)
 
     with tempfile.TemporaryDirectory() as scratch:
-        if queue:
-            sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
-            sweep.write_text("".join(f"{args}\n" for args in queue))
-            commands.append(("train_args_file", str(sweep)))
-        ads = job_ads(submit_file.read_text(), commands, CONDOR_DIR)
+        commands.append(("train_args_file", str(write_sweep(Path(scratch), queue))))
+        ads = job_ads(submit_text, commands, CONDOR_DIR)
         for ad in ads or []:
             for attribute, command in (("RequestMemory", "request_memory"), ("RequestDisk", "request_disk")):
                 if not isinstance(ad.get(attribute), int):
@@ -186,7 +194,7 @@ def submit_condor(
         if interactive:
             run(argv, "condor_submit -interactive", cwd=CONDOR_DIR)
             return
-        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True)
+        out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True, timeout=SUBMIT_TIMEOUT)
     print(out, end="")
     match = re.search(r"submitted to cluster (\d+)", out)
     if not match:
@@ -194,6 +202,37 @@ def submit_condor(
     LAST_CLUSTER.write_text(match.group(1) + "\n")
     cluster = match.group(1)
     print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
+
+
+def check_tag_and_build(tag: str, build: bool) -> None:
+    if build and tag and tag != immutable_tag():
+        raise Exit(f"--build builds this commit ({immutable_tag()}), not --tag {tag}; drop one of them.")
+
+
+def write_sweep(scratch: Path, queue: list[str] | None) -> Path:
+    """One line per job (--queue, else train_args.txt), escaped so that each reaches its job literally."""
+    sweep = scratch / "sweep.txt"  # read by condor_submit at submit time only
+    sweep.write_text("".join(f"{condor_literal(args)}\n" for args in queue or train_args_lines()))
+    return sweep
+
+
+def train_args_lines() -> list[str]:
+    path = CONDOR_DIR / "train_args.txt"
+    lines = read_resolved(path).splitlines() if path.is_file() else []
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def condor_literal(args: str) -> str:
+    """A job's arguments as a `queue ... from` line that HTCondor passes on as written.
+
+    HTCondor expands $(macro) and $ENV(NAME) (the submitter's environment, which would then
+    be in the job ad for the pool to read) in the line; $(DOLLAR) is its literal $, and ""
+    its literal " inside `arguments = "..."`. $$( ) is expanded when the job is matched,
+    with no escape, so it is refused.
+    """
+    if "\n" in args or "\r" in args or "$$" in args:
+        raise Exit(f"the job arguments {args!r} hold a line break or $$, which HTCondor cannot pass on as written.")
+    return args.replace("$", "$(DOLLAR)").replace('"', '""')
 
 
 def _quoted(arg: str) -> str:
@@ -218,7 +257,7 @@ def job_dirs(cluster: str) -> list[Path]:
 def condor_status(c, cluster: int = 0):
     """Show the cluster's jobs (condor_q) and where their results are."""
     cid = last_cluster(cluster)
-    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q")
+    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q", timeout=QUERY_TIMEOUT)
     for directory in job_dirs(cid):
         files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
         print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")

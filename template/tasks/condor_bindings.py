@@ -46,9 +46,13 @@ def job_ads(text: str, appended: list[tuple[str, str]], cwd: Path) -> list[dict]
     """
     request = json.dumps({"text": text, "appended": appended, "cwd": str(cwd)})
     env = {**os.environ, "CONDOR_CONFIG": os.environ.get("CONDOR_CONFIG", os.devnull)}
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD], input=request, capture_output=True, text=True, env=env, check=False
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", CHILD], input=request, capture_output=True, text=True, env=env, check=False,
+            timeout=120,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise Exit("HTCondor's bindings did not read the submit description within 120 s.") from None
     if result.returncode != 0:
         how = f"signal {-result.returncode}" if result.returncode < 0 else f"exit status {result.returncode}"
         raise Exit(

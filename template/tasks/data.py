@@ -10,20 +10,10 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from .helpers import ROOT, run, tool
+from .helpers import ROOT, fetcher, run, tool
 from .settings import settings
 
-
-def _fetcher():
-    """src/fetch_data.py: one implementation for `pixi run fetch-data` and Invoke."""
-    source = str(ROOT / "src")
-    if source not in sys.path:
-        sys.path.insert(0, source)
-    try:
-        import fetch_data
-    except ImportError:
-        raise Exit("src/fetch_data.py is missing; restore it from the template.") from None
-    return fetch_data
+MiB = 2**20
 
 
 def data_archive(c) -> Path:
@@ -35,17 +25,21 @@ def ensure_data(c, extract: bool = False) -> Path:
     data = settings(c).data
     if not data.url:
         raise Exit("pixi.toml names no data: set `url` (and `git-blob` or `sha256`) under [tool.invoke-tasks.data].")
-    fetcher = _fetcher()
+    fetch_data = fetcher()
     try:
-        archive = fetcher.fetch(data.url, ROOT / data.archive, data.sha256, git_blob=data.git_blob)
+        archive = fetch_data.fetch(
+            data.url, ROOT / data.archive, data.sha256, git_blob=data.git_blob, max_bytes=data.max_size_mb * MiB
+        )
         if extract:
-            fetcher.extract(archive, ROOT)
-    except fetcher.FetchError as error:
+            fetch_data.extract(archive, ROOT, data.max_extracted_mb * MiB)
+    except fetch_data.FetchError as error:
         raise Exit(str(error)) from None
+    except (OSError, EOFError, fetch_data.tarfile.TarError, fetch_data.zlib.error) as error:
+        raise Exit(f"cannot fetch or extract {data.archive} ({error}); delete it and run fetch-data again.") from None
     return archive
 
 
-@task(name="fetch-data", help={"extract": "also extract the archive into data/"})
+@task(name="fetch-data", help={"extract": "also extract the archive into data/ (and nowhere else)"})
 def fetch_data(c, extract: bool = False):
     """Download the data archive once and verify it (the data of every job)."""
     ensure_data(c, extract)

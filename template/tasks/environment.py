@@ -9,7 +9,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from .helpers import LOCK, run, tool
+from .helpers import LOCK, QUERY_TIMEOUT, run, tool
 from .settings import settings
 
 PIXI_HOW = "install it from pixi.sh"
@@ -36,7 +36,11 @@ def doctor(c, environment: str = ""):
         if shutil.which(argv[0]) is None:
             print(f"{name:15} missing")
             continue
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=QUERY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"{name:15} present, but not answering within {QUERY_TIMEOUT} s")
+            continue
         version = (result.stdout or result.stderr).strip().splitlines()
         print(f"{name:15} {version[0] if version and result.returncode == 0 else 'present, but not working'}")
     needed = locked_cuda_version(environment, s.subdir if s.platform else "linux-64")
@@ -84,7 +88,10 @@ def driver_cuda_version() -> str | None:
     """The CUDA version the NVIDIA driver supports, from nvidia-smi's banner."""
     if shutil.which("nvidia-smi") is None:
         return None
-    out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False).stdout
+    try:
+        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False, timeout=QUERY_TIMEOUT).stdout
+    except subprocess.TimeoutExpired:  # a hung driver: as good as none, for this question
+        return None
     match = re.search(r"CUDA Version:\s*([0-9.]+)", out)
     return match.group(1) if match else None
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -17,15 +19,45 @@ MANIFEST = ROOT / "pixi.toml"
 LOCK = ROOT / "pixi.lock"
 
 
+# What `copier update --conflict inline` (and git) leave where a user's edit and the
+# template's change meet: `<<<<<<< before updating` ... `>>>>>>> after updating`.
+CONFLICT_MARKER = re.compile(r"^(<{7}|>{7})(?: |$)", re.MULTILINE)
+
+
+def read_resolved(path: Path) -> str:
+    """A file's text, refused with one sentence while it still holds conflict markers."""
+    text = path.read_text()
+    marker = CONFLICT_MARKER.search(text)
+    if marker:
+        line = text.count("\n", 0, marker.start()) + 1
+        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        raise Exit(
+            f"{where} still holds conflict markers from an update (line {line}); keep the lines you "
+            "want between <<<<<<< and >>>>>>>, delete the markers, then run the task again."
+        )
+    return text
+
+
 def read_toml(path: Path) -> dict:
-    """A TOML file as a dict; a missing or broken file is one sentence."""
+    """A TOML file as a dict; a missing, conflicted or broken file is one sentence."""
     try:
-        with path.open("rb") as stream:
-            return tomllib.load(stream)
+        return tomllib.loads(read_resolved(path))
     except FileNotFoundError:
         raise Exit(f"{path} not found; run invoke from the project directory.") from None
     except tomllib.TOMLDecodeError as error:
         raise Exit(f"{path.name} is not valid TOML ({error}); fix it before running tasks.") from None
+
+
+def fetcher():
+    """src/fetch_data.py: one implementation of the data's pins, download and extraction."""
+    source = str(ROOT / "src")
+    if source not in sys.path:
+        sys.path.insert(0, source)
+    try:
+        import fetch_data
+    except ImportError:
+        raise Exit("src/fetch_data.py is missing; restore it from the template.") from None
+    return fetch_data
 
 
 def tool(name: str, how: str) -> str:
@@ -36,23 +68,49 @@ def tool(name: str, how: str) -> str:
     return path
 
 
-def run(argv: list[str], what: str, cwd: Path = ROOT, capture: bool = False, env: dict | None = None) -> str:
-    """Run a command; on failure stop with one sentence saying what failed."""
+QUERY_TIMEOUT = 60  # seconds for a question to a tool or scheduler (a version, a job's state, the GPU)
+SUBMIT_TIMEOUT = 300  # sbatch and condor_submit: a busy scheduler still answers within minutes
+
+
+def run(
+    argv: list[str],
+    what: str,
+    cwd: Path = ROOT,
+    capture: bool = False,
+    env: dict | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Run a command; on failure (or no answer within ``timeout`` s) stop with one sentence."""
     print("+ " + shlex.join(argv), flush=True)
-    result = subprocess.run(
-        argv, cwd=cwd, text=True, capture_output=capture, env={**os.environ, **(env or {})}, check=False
-    )
+    try:
+        result = subprocess.run(
+            argv, cwd=cwd, text=True, capture_output=capture, env={**os.environ, **(env or {})}, check=False,
+            timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise Exit(f"{what} did not finish within {timeout:g} s; the service may be busy: try again later.") from None
     if result.returncode != 0:
         detail = f": {(result.stderr or result.stdout).strip()[-500:]}" if capture else ""
         raise Exit(f"{what} failed (exit status {result.returncode}){detail}", code=result.returncode or 1)
     return result.stdout if capture else ""
 
 
+def query(argv: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+    """A quick question to a tool (captured, never failing on its exit status); one sentence if it hangs."""
+    timeout = timeout or QUERY_TIMEOUT
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Exit(f"{argv[0]} did not answer within {timeout:g} s; try again later.") from None
+
+
 def git(*args: str) -> str | None:
     """git's output in the project, or None where git or the repository is missing."""
     try:
-        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
+        result = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=QUERY_TIMEOUT
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 from invoke import Exit, task
@@ -19,6 +21,33 @@ TEST_UID = "12345:12345"  # an arbitrary non-root user, as batch systems use
 def image_tags() -> list[str]:
     """latest, the commit's short SHA (what jobs run) and the lock digest."""
     return ["latest", immutable_tag(), f"lock-{lock_digest()[:12]}"]
+
+
+def source_url(remote: str) -> str:
+    """The remote as a public https URL for the image's source label: no credentials, no local path ("" then)."""
+    scp_like = re.fullmatch(r"[^@/:]+@([^/:]+):(?!/)(.+)", remote)  # git@github.com:owner/repo.git
+    if scp_like:
+        host, path = scp_like.groups()
+    else:
+        parts = urllib.parse.urlsplit(remote)
+        if parts.scheme not in {"https", "http", "ssh", "git"} or not parts.hostname:
+            return ""  # a local path or file:// URL: nothing to publish
+        host, path = parts.hostname, parts.path.lstrip("/")
+        if parts.port and parts.scheme in {"https", "http"}:
+            host = f"{host}:{parts.port}"
+    return f"https://{host}/{path.removesuffix('.git').removesuffix('/')}"
+
+
+def image_labels(version: str) -> dict[str, str]:
+    """The OCI labels of a build: the source is a public URL (never credentials or a local path)."""
+    labels = {
+        "org.opencontainers.image.source": source_url(git("remote", "get-url", "origin") or ""),
+        "org.opencontainers.image.revision": git("rev-parse", "HEAD") or "",
+        "org.opencontainers.image.created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "org.opencontainers.image.version": version,
+        "io.pixi.lock.sha256": lock_digest(),
+    }
+    return {key: value for key, value in labels.items() if value}
 
 
 def docker_client():
@@ -94,13 +123,7 @@ def build_image(
         buildargs["PIXI_IMAGE"] = pixi_image
     if runtime_image:
         buildargs["RUNTIME_IMAGE"] = runtime_image
-    labels = {
-        "org.opencontainers.image.source": git("remote", "get-url", "origin") or f"file://{ROOT}",
-        "org.opencontainers.image.revision": git("rev-parse", "HEAD") or "",
-        "org.opencontainers.image.created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "org.opencontainers.image.version": tags[1],
-        "io.pixi.lock.sha256": lock_digest(),
-    }
+    labels = image_labels(tags[1])
     print(f"building {image}:{tags[1]} ({buildargs['PIXI_ENVIRONMENT']} environment, {platform})", flush=True)
     image_id = None
     stream = client.api.build(

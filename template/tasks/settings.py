@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 
 from invoke import Exit, task
 
-from .helpers import MANIFEST, ROOT, git, read_toml
+from .helpers import MANIFEST, ROOT, fetcher, git, read_toml
 
 # pixi's subdir -> the container engine's platform, for the Linux platforms containers run on.
 CONTAINER_PLATFORMS = {"linux-64": "linux/amd64", "linux-aarch64": "linux/arm64", "linux-ppc64le": "linux/ppc64le"}
@@ -25,10 +25,14 @@ CONTAINER_PLATFORMS = {"linux-64": "linux/amd64", "linux-aarch64": "linux/arm64"
 
 @dataclass(frozen=True)
 class DataSettings:
+    """[tool.invoke-tasks.data], read by src/fetch_data.py's data_config (pins are never removed)."""
+
     url: str = ""
     archive: str = "MNIST_data.tar.gz"
     sha256: str = ""
     git_blob: str = ""
+    max_size_mb: int = 1024
+    max_extracted_mb: int = 4096
 
 
 @dataclass(frozen=True)
@@ -213,8 +217,9 @@ def load(manifest: dict, overrides: dict, environ) -> Settings:
     for where, table in layers:
         _apply(Settings, values, table, where)
         for name, cls in SECTIONS.items():
-            if isinstance(table.get(name), dict):
+            if isinstance(table.get(name), dict) and name != "data":
                 _apply(cls, sections[name], table[name], where, f"{name}.")
+    sections["data"] = _data_settings(manifest, overrides, environ)
     result = Settings(**values, **{name: cls(**sections[name]) for name, cls in SECTIONS.items()})
     if result.environment not in result.environments:
         raise Exit(
@@ -222,6 +227,21 @@ def load(manifest: dict, overrides: dict, environ) -> Settings:
             f"{', '.join(result.environments)}); set `environment` under [tool.invoke-tasks]."
         )
     return result
+
+
+def _data_settings(manifest: dict, overrides: dict, environ) -> dict:
+    """The data section, from the one reader that `pixi run fetch-data` uses too."""
+    layer = overrides.get("data") or {}
+    configured = manifest.get("tool", {}).get("invoke-tasks", {}).get("data") or layer
+    configured = configured or any(key.startswith("INVOKE_PROJECT_DATA_") for key in environ)
+    if not configured and not (ROOT / "src" / "fetch_data.py").is_file():
+        return {}  # a hand-written project without data settings or src/fetch_data.py: no data
+    fetch_data = fetcher()
+    try:
+        config = fetch_data.data_config(manifest, [("Invoke's `project` configuration", layer)], environ)
+    except fetch_data.FetchError as error:
+        raise Exit(str(error)) from None
+    return {key.replace("-", "_"): value for key, value in config.items()}
 
 
 @task(name="settings")

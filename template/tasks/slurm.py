@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import subprocess
 
 from invoke import Exit, task
 
 from .apptainer import sif_name
-from .helpers import ROOT, git, immutable_tag, run, tool
+from .helpers import ROOT, SUBMIT_TIMEOUT, git, immutable_tag, query, read_resolved, run, tool
 from .settings import settings
 
 SLURM_DIR = ROOT / "slurm"
@@ -34,15 +33,18 @@ def submit_slurm(c, args: str = "", sbatch_option=None):
     """Submit the training with sbatch and print the job id."""
     if not SLURM_SCRIPT.is_file():
         raise Exit("slurm/train.sbatch does not exist: this project was generated without SLURM.")
+    read_resolved(SLURM_SCRIPT)  # a script left mid-update would run its conflict markers
     sbatch = tool("sbatch", "submit from a SLURM login node")
     if not (ROOT / "data").is_dir() and not (ROOT / settings(c).data.archive).is_file():
         raise Exit("neither data/ nor the data archive is here; run `invoke fetch-data` first.")
-    argv = [sbatch, "--parsable", f"--chdir={ROOT}", f"--output={SLURM_DIR / 'train_%j.out'}"]
-    # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name.
-    if git("rev-parse", "HEAD"):
-        argv.append(f"--export=ALL,SIF={ROOT / sif_name(settings(c), immutable_tag())}")
+    # --output is a filename pattern (sbatch(1), "filename pattern"): a % in the project's path is written %%.
+    output = str(SLURM_DIR).replace("%", "%%") + "/train_%j.out"
+    argv = [sbatch, "--parsable", f"--chdir={ROOT}", f"--output={output}", "--export=ALL"]
+    # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name. It travels
+    # in sbatch's environment (--export=ALL), not in --export=SIF=..., which splits at commas.
+    env = {"SIF": str(ROOT / sif_name(settings(c), immutable_tag()))} if git("rev-parse", "HEAD") else {}
     argv += sbatch_options(c) + list(sbatch_option or []) + [str(SLURM_SCRIPT), *shlex.split(args)]
-    job_id = run(argv, "sbatch", capture=True).strip().split(";")[0]
+    job_id = run(argv, "sbatch", capture=True, env=env, timeout=SUBMIT_TIMEOUT).strip().split(";")[0]
     if not job_id.isdigit():
         raise Exit(f"sbatch printed {job_id!r} instead of a job id.")
     LAST_JOB.write_text(job_id + "\n")
@@ -51,7 +53,7 @@ def submit_slurm(c, args: str = "", sbatch_option=None):
 
 def slurm_state(job_id: str) -> str | None:
     """The job's state from scontrol (sacct needs accounting, which many clusters lack)."""
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False).stdout
+    out = query(["scontrol", "show", "job", job_id]).stdout
     match = re.search(r"JobState=(\S+)", out)
     return match.group(1) if match else None
 
@@ -60,7 +62,7 @@ def accounting_enabled() -> bool:
     """Whether sacct can answer: the cluster stores accounting (many small clusters do not)."""
     if shutil.which("sacct") is None:
         return False
-    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=False).stdout
+    out = query(["scontrol", "show", "config"]).stdout
     match = re.search(r"^AccountingStorageType\s*=\s*(\S+)", out, re.M)
     return bool(match) and match.group(1) != "accounting_storage/none"
 
@@ -76,9 +78,7 @@ def slurm_status(c, job: int = 0, log: bool = False):
     tool("scontrol", "run it on a SLURM login node")
     state = slurm_state(job_id)
     if state is None and accounting_enabled():
-        out = subprocess.run(
-            ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, check=False
-        )
+        out = query(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id])
         if out.returncode == 0 and out.stdout.strip():
             state = out.stdout.strip()
     print(f"job {job_id}: {state or 'unknown (no longer known to slurmctld, and no accounting)'}")

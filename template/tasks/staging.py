@@ -7,6 +7,7 @@ published on OSDF and jobs read them as osdf:///... URLs.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import re
 import shutil
@@ -43,25 +44,54 @@ def staging_dir(s: Settings) -> Path:
     )
 
 
+def same_content(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+
+
+def place(partial: Path, target: Path) -> None:
+    """Give ``partial`` the name ``target`` unless a file took it meanwhile (FileExistsError)."""
+    try:
+        os.link(partial, target)  # unlike a rename, never replaces
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: check, then rename
+        if target.exists():
+            raise FileExistsError(target) from None
+        os.replace(partial, target)
+
+
 def stage(s: Settings, path: Path, dry_run: bool = False) -> str:
-    """Copy ``path`` into the staging directory (once; atomically) and return its osdf:// URL."""
+    """Copy ``path`` into the staging directory (once; atomically) and return its osdf:// URL.
+
+    A file already staged under the name is reused only when its content is the same; a
+    different one is never replaced (OSDF caches by name: jobs could read either).
+    """
     url = osdf_url(s, path.name)
     target = staging_dir(s) / path.name
-    if target.is_file() and target.stat().st_size == path.stat().st_size:
-        print(f"{path.name} is already staged as {url}")
+    if target.is_file():
+        if not same_content(path, target):
+            raise Exit(
+                f"{target} holds a different {path.name} than this project's; OSDF caches files by name, so "
+                "replacing it could serve jobs either: move it aside, or stage under another osdf-path."
+            )
+        print(f"{path.name} is already staged as {url} (same content)")
         return url
     if dry_run:
         print(f"would stage {path.name} ({human_size(path.stat().st_size)}) to {target} ({url})")
         return url
     if not target.parent.is_dir():
         raise Exit(f"the staging directory {target.parent} does not exist; create it or fix `osdf-path`.")
-    partial = target.with_name(target.name + ".part")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         shutil.copyfile(path, partial)
-        os.replace(partial, target)
+        os.chmod(partial, 0o644)  # read by the OSDF origin's service account, whatever the umask
+        place(partial, target)
+    except FileExistsError:
+        raise Exit(f"{target} appeared while staging; run the submission again to compare it.") from None
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise Exit(f"staging {path.name} to {target.parent} failed ({error.strerror}).") from None
+    finally:
+        partial.unlink(missing_ok=True)
     print(f"staged {path.name} ({human_size(path.stat().st_size)}) as {url}")
     return url
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
+import io
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
+import time
+import zlib
+from pathlib import Path
 
 import pytest
 
@@ -111,21 +119,22 @@ def test_a_deleted_extracted_file_is_extracted_again(tarball, tmp_path):
 
 def test_an_archive_that_fails_half_way_leaves_nothing_extracted(tmp_path):
     good = tmp_path / "good"
-    good.write_bytes(b"x" * 100)
+    good.write_bytes(os.urandom(200_000))
     archive = tmp_path / "bad.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(good, arcname="data/MNIST/raw/first")
-        tar.add(good, arcname="../outside")  # refused by tarfile's "data" filter
+        tar.add(good, arcname="data/MNIST/raw/second")
+    archive.write_bytes(archive.read_bytes()[:-150_000])  # truncated inside the second member
     into = tmp_path / "into"
-    with pytest.raises(tarfile.TarError):
+    with pytest.raises((tarfile.TarError, EOFError, zlib.error)):
         fetch_data.extract(archive, into)
-    assert list(into.iterdir()) == [] and not (tmp_path / "outside").exists()
+    assert not into.exists() or not [p for p in into.rglob("*") if p.is_file()]
     assert "extracted" not in fetch_data.read_stamp(archive)
 
 
 def test_offline_is_said_clearly(tmp_path):
     with pytest.raises(fetch_data.FetchError, match="offline"):
-        fetch_data.fetch("http://127.0.0.1:9/MNIST_data.tar.gz", tmp_path / "out" / "MNIST_data.tar.gz", timeout=5)
+        fetch_data.fetch("https://127.0.0.1:9/MNIST_data.tar.gz", tmp_path / "out" / "MNIST_data.tar.gz", timeout=5)
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -150,15 +159,16 @@ def test_cli_downloads_verifies_extracts_then_does_nothing(tarball, tmp_path):
     args = ("--url", tarball.as_uri(), "--output", "a.tar.gz", "--git-blob", git_hash_object(tarball), "--sha256", "")
     first = run_cli(out, *args, "--extract", ".")
     assert first.returncode == 0, first.stderr
-    assert "verified" in first.stdout and "extracted into ." in first.stdout
+    assert "verified" in first.stdout and "extracted into data" in first.stdout
     second = run_cli(out, *args, "--extract", ".")
     assert second.returncode == 0 and "already extracted" in second.stdout
 
 
 def test_cli_refuses_a_corrupt_archive_in_one_sentence(tmp_path):
-    (tmp_path / "a.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
-    unpinned = ("--git-blob", "", "--sha256", "")
-    result = run_cli(tmp_path, "--url", "http://127.0.0.1:9/x", "--output", "a.tar.gz", *unpinned, "--extract", ".")
+    corrupt = tmp_path / "a.tar.gz"
+    corrupt.write_bytes(b"\x1f\x8b not really gzip")
+    pinned = ("--git-blob", git_hash_object(corrupt), "--sha256", "")
+    result = run_cli(tmp_path, "--url", "http://127.0.0.1:9/x", "--output", "a.tar.gz", *pinned, "--extract", ".")
     assert result.returncode == 1 and "cannot extract" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -167,3 +177,163 @@ def test_manifest_pins_the_lesson_commit_and_blob():
     assert config["url"].endswith("/shared/pytorch/MNIST_data.tar.gz")
     assert "450081144c6ae0657123be2a9a357cb432d9d394" in config["url"]
     assert config["git-blob"] == CHTC_BLOB
+
+
+# ------------------------------------------------------------ hostile archives
+def hostile(tmp_path, name: str, kind: str = "file", size: int = 10, target: str = ""):
+    """An archive holding a good data file and then one hostile member."""
+    archive = tmp_path / "hostile.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        good = tarfile.TarInfo("data/MNIST/raw/good")
+        good.size = 4
+        tar.addfile(good, io.BytesIO(b"good"))
+        member = tarfile.TarInfo(name)
+        if kind == "file":
+            member.size = size
+            tar.addfile(member, io.BytesIO(b"#!/bin/sh\necho pwned\n".ljust(size, b"\0")[:size]))
+        else:
+            member.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+            member.linkname = target
+            tar.addfile(member)
+    return archive
+
+
+HOSTILE = {
+    "parent": ("../outside.py", "file", ""),
+    "absolute": ("/tmp/rmt-absolute-member", "file", ""),
+    "tasks": ("tasks/__init__.py", "file", ""),
+    "git-hook": (".git/hooks/pre-commit", "file", ""),
+    "src": ("src/torch_MNIST.py", "file", ""),
+    "dot-dot-inside-data": ("data/../tasks/__init__.py", "file", ""),
+    "symlink-out": ("data/MNIST/src", "symlink", "../../src"),
+    "symlink-absolute": ("data/MNIST/etc", "symlink", "/etc"),
+    "hardlink": ("data/MNIST/link", "hardlink", "tasks/__init__.py"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_a_hostile_archive_is_refused_whole_and_touches_nothing(tmp_path, case):
+    name, kind, target = HOSTILE[case]
+    archive = hostile(tmp_path, name, kind, target=target)
+    project = tmp_path / "project"
+    (project / "tasks").mkdir(parents=True)
+    (project / "tasks" / "__init__.py").write_text("original\n")
+    with pytest.raises(fetch_data.FetchError, match="so nothing was extracted") as refused:
+        fetch_data.extract(archive, project)
+    assert "\n" not in str(refused.value)
+    assert (project / "tasks" / "__init__.py").read_text() == "original\n"
+    assert sorted(p.relative_to(project).as_posix() for p in project.rglob("*")) == ["tasks", "tasks/__init__.py"]
+    assert not (tmp_path / "outside.py").exists() and not Path("/tmp/rmt-absolute-member").exists()
+
+
+def test_an_archive_over_the_size_limit_is_refused_before_writing(tmp_path):
+    archive = hostile(tmp_path, "data/MNIST/raw/bomb", size=3 * 2**20)  # zeros: 3 MiB from a few KiB
+    assert archive.stat().st_size < 50_000
+    with pytest.raises(fetch_data.FetchError, match="more than 2 MiB"):
+        fetch_data.extract(archive, tmp_path / "x", max_bytes=2 * 2**20)
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_cli_refuses_a_hostile_archive_in_one_sentence(tmp_path):
+    archive = hostile(tmp_path, "tasks/__init__.py")
+    pins = ("--git-blob", git_hash_object(archive), "--sha256", "")
+    result = run_cli(tmp_path, "--url", archive.as_uri(), "--output", archive.name, *pins, "--extract", ".")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.count("\n") == 1 and "outside data/" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "tasks").exists() and not (tmp_path / "data").exists()
+
+
+# --------------------------------------------------------------- failing closed
+def test_an_unpinned_download_is_refused_and_prints_its_sha256(tarball, tmp_path):
+    out = tmp_path / "out"
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    with pytest.raises(fetch_data.FetchError, match=f'not pinned, so it was not used; .*record sha256 = "{digest}"'):
+        fetch_data.fetch(tarball.as_uri(), out / "MNIST_data.tar.gz")
+    assert list(out.iterdir()) == []
+
+
+def test_an_unpinned_archive_in_place_is_refused(tarball):
+    with pytest.raises(fetch_data.FetchError, match=hashlib.sha256(tarball.read_bytes()).hexdigest()):
+        fetch_data.fetch("https://127.0.0.1:9/never-asked", tarball)
+
+
+def test_an_empty_pin_variable_cannot_remove_a_pin():
+    manifest = {"tool": {"invoke-tasks": {"data": {"url": "https://h/x", "git-blob": CHTC_BLOB}}}}
+    with pytest.raises(fetch_data.FetchError, match="sets data.git-blob empty, which would remove its pin"):
+        fetch_data.data_config(manifest, environ={"INVOKE_PROJECT_DATA_GIT_BLOB": ""})
+    replaced = fetch_data.data_config(manifest, environ={"INVOKE_PROJECT_DATA_GIT_BLOB": "ab" * 20})
+    assert replaced["git-blob"] == "ab" * 20
+
+
+def test_the_cli_with_an_empty_pin_variable_refuses(tmp_path):
+    env = {**os.environ, "INVOKE_PROJECT_DATA_GIT_BLOB": ""}
+    result = subprocess.run(
+        [sys.executable, str(SRC / "fetch_data.py"), "--extract", "."], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "remove its pin" in result.stderr and result.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plain_http_is_refused_unless_the_sha256_is_pinned(tmp_path):
+    with pytest.raises(fetch_data.FetchError, match=r"not encrypted \(http://\)"):
+        fetch_data.fetch("http://127.0.0.1:9/x.tar.gz", tmp_path / "x.tar.gz", git_blob=CHTC_BLOB)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------ bounded downloads
+class Zeros(http.server.BaseHTTPRequestHandler):
+    """Sends zeros for ever, without a Content-Length; slowly with ?slow."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        block = b"\0" * (1 if "slow" in self.path else 1 << 16)
+        try:
+            while True:
+                self.wfile.write(block)
+                if "slow" in self.path:
+                    time.sleep(0.05)
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def endless():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Zeros)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_an_endless_download_stops_at_the_size_cap(endless, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(fetch_data.FetchError, match="sent over 2,097,152 bytes.*the download was deleted"):
+        fetch_data.fetch(f"{endless}/zeros", tmp_path / "x.tar.gz", sha256="0" * 64, max_bytes=2 * 2**20)
+    assert time.monotonic() - started < 30 and list(tmp_path.iterdir()) == []
+
+
+def test_a_trickling_download_stops_at_the_deadline(endless, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(fetch_data.FetchError, match="did not arrive within 1 s"):
+        fetch_data.fetch(f"{endless}/slow", tmp_path / "x.tar.gz", sha256="0" * 64, deadline=1)
+    assert time.monotonic() - started < 10 and list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_a_download_leaves_no_partial_file(endless, tmp_path):
+    pins = ("--sha256", "0" * 64, "--git-blob", CHTC_BLOB)
+    child = subprocess.Popen(
+        [sys.executable, str(SRC / "fetch_data.py"), "--url", f"{endless}/slow", "--output", "x.tar.gz", *pins],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not list(tmp_path.glob(".x.tar.gz.*.part")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".x.tar.gz.*.part")), "the download never started"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=20) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == [] and "Traceback" not in child.stderr.read()

@@ -39,12 +39,14 @@ echo "# GPU and PyTorch diagnostics"
 if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi || true; fi
 python src/torch_detect_GPU.py
 
-echo "# extracting the training data"
+echo "# verifying and extracting the training data"
 if [ ! -f MNIST_data.tar.gz ]; then
     echo "error: MNIST_data.tar.gz was not transferred; list it in transfer_input_files." >&2
     exit 1
 fi
-tar -xzf MNIST_data.tar.gz
+# Checked against the pins of pixi.toml (transferred with src/) before anything is
+# extracted, and extracted only into data/; the job never downloads.
+python src/fetch_data.py --no-download --extract .
 
 echo "# training"
 # In the background, so that the TERM of an eviction (sent to this script) reaches python,
