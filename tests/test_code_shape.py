@@ -14,3 +14,21 @@ def test_the_training_script_reads_like_the_lesson():
     assert len(text.splitlines()) <= 250, f"{TRAINING.name} has {len(text.splitlines())} lines; keep it at most 250"
     order = [text.index(name) for name in ("class Net", "def to_device", "def train_epoch", "def evaluate", "def main")]
     assert order == sorted(order), "the script should read: model, data, training epoch, evaluation, main"
+
+
+def test_quick_project_tests_by_default_and_every_test_in_ci(renderings):
+    """`pixi run test` leaves out the tests marked slow; `test-all`, the project's CI and the
+    template's own check of a rendering (maintainer/checks.py: plain `pytest tests`) run them."""
+    import inspect
+    import tomllib
+
+    from maintainer import checks
+
+    project = renderings["defaults"]
+    tasks = tomllib.loads((project / "pixi.toml").read_text())["feature"]["test"]["tasks"]
+    assert tasks["test"]["cmd"] == "pytest tests -m 'not slow'" and tasks["test-all"]["cmd"] == "pytest tests"
+    workflow = (project / ".github" / "workflows" / "tests.yml").read_text()
+    assert "--environment cpu test-all" in workflow
+    slow = [p.name for p in (project / "tests").glob("test_*.py") if "@pytest.mark.slow" in p.read_text()]
+    assert "test_checkpoint.py" in slow
+    assert '"tests"]' in inspect.getsource(checks.check_project_tests) and "not slow" not in inspect.getsource(checks)
