@@ -112,6 +112,7 @@ def test_one_epoch_cpu_smoke_run(small_mnist, tmp_path, monkeypatch):
     assert 0.0 <= report["final_test_accuracy"] <= 1.0
 
 
+@pytest.mark.slow  # the longest training of the suite; the quick tests train on tiny synthetic digits
 def test_learns_real_handwriting(tmp_path, monkeypatch):
     """scikit-learn's bundled 8x8 digits, upsampled to 28x28, must reach 95% accuracy."""
     datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn is not installed")
