@@ -17,7 +17,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from .apptainer import build_sif, sif_path
-from .condor_bindings import job_ads
+from .condor_bindings import check_sizes, job_ads
 from .data import data_archive, ensure_data, plot_metrics
 from .helpers import MANIFEST, QUERY_TIMEOUT, ROOT, SUBMIT_TIMEOUT, immutable_tag, read_resolved, run, tool
 from .images import build_image, docker_client, push_image, registry_has
@@ -153,25 +153,14 @@ def submit_condor(
         commands.append(("data_input", url))
     else:
         commands.append(("data_input", large_input(s, ensure_data(c), dry_run, sent)))
-    if flavour == "docker":
-        commands.append(("container_image", docker_image(c, s, tag or immutable_tag(), build, dry_run)))
-    elif flavour == "apptainer":
-        commands.append(("container_image", sif_image(c, s, tag or immutable_tag(), build, dry_run, sent)))
-    else:
-        commands += packed_environment(c, s, build, dry_run, sent)
+    commands += environment_commands(c, s, flavour, tag, build, dry_run, sent)
     if not s.htcondor.osdf_path:
         report_transfer(sent)
 
     with tempfile.TemporaryDirectory() as scratch:
         commands.append(("train_args_file", str(write_sweep(Path(scratch), queue))))
         ads = job_ads(submit_text, commands, CONDOR_DIR)
-        for ad in ads or []:
-            for attribute, command in (("RequestMemory", "request_memory"), ("RequestDisk", "request_disk")):
-                if not isinstance(ad.get(attribute), int):
-                    raise Exit(
-                        f"{command} in {submit_file.relative_to(ROOT)} is not a size (HTCondor would read it as "
-                        f"{str(ad.get(attribute)).strip('/')}); write one such as 8GB."
-                    )
+        check_sizes(ads, submit_file.relative_to(ROOT))
         appended = [arg for key, value in commands for arg in ("-append", f"{key} = {value}")]
         argv = [
             condor_submit or "condor_submit",
@@ -180,15 +169,7 @@ def submit_condor(
             submit_file.name,
         ]
         if dry_run:
-            for number, ad in enumerate(ads or []):
-                print(f"# job {number}\n{json.dumps(ad, indent=1, sort_keys=True)}")
-            if ads is None:
-                print("# (the htcondor bindings are not installed: the description was not validated)")
-            if queue:
-                print(
-                    "# with train_args_file holding one line per job:\n" + "".join(f"#   {a}\n" for a in queue), end=""
-                )
-            print("# dry run: would run, in htcondor/:\n" + " ".join(_quoted(a) for a in argv))
+            print_dry_run(ads, queue, argv)
             return
         back_up_model(CONDOR_DIR)
         if interactive:
@@ -196,6 +177,30 @@ def submit_condor(
             return
         out = run(argv, "condor_submit", cwd=CONDOR_DIR, capture=True, timeout=SUBMIT_TIMEOUT)
     print(out, end="")
+    record_cluster(out)
+
+
+def environment_commands(c, s: Settings, flavour: str, tag: str, build: bool, dry_run: bool, sent: list[Path]):
+    """The submit commands that bring the software: a container image, or the packed environment."""
+    if flavour == "docker":
+        return [("container_image", docker_image(c, s, tag or immutable_tag(), build, dry_run))]
+    if flavour == "apptainer":
+        return [("container_image", sif_image(c, s, tag or immutable_tag(), build, dry_run, sent))]
+    return packed_environment(c, s, build, dry_run, sent)
+
+
+def print_dry_run(ads: list | None, queue, argv: list[str]) -> None:
+    for number, ad in enumerate(ads or []):
+        print(f"# job {number}\n{json.dumps(ad, indent=1, sort_keys=True)}")
+    if ads is None:
+        print("# (the htcondor bindings are not installed: the description was not validated)")
+    if queue:
+        print("# with train_args_file holding one line per job:\n" + "".join(f"#   {a}\n" for a in queue), end="")
+    print("# dry run: would run, in htcondor/:\n" + " ".join(_quoted(a) for a in argv))
+
+
+def record_cluster(out: str) -> None:
+    """Keep the cluster id condor_submit reported, for condor-status and condor-logs."""
     match = re.search(r"submitted to cluster (\d+)", out)
     if not match:
         raise Exit("condor_submit did not report a cluster id; see its output above.")

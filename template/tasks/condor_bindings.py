@@ -69,3 +69,14 @@ def job_ads(text: str, appended: list[tuple[str, str]], cwd: Path) -> list[dict]
         reason = answer["error"] or "it describes no job (is the queue statement missing?)"
         raise Exit(f"HTCondor rejects the submit description: {reason}")
     return answer["ads"]
+
+
+def check_sizes(ads: list | None, submit_file: Path) -> None:
+    """Sizes HTCondor could not read as sizes, as one sentence (the bindings leave them as expressions)."""
+    for ad in ads or []:
+        for attribute, command in (("RequestMemory", "request_memory"), ("RequestDisk", "request_disk")):
+            if not isinstance(ad.get(attribute), int):
+                raise Exit(
+                    f"{command} in {submit_file} is not a size (HTCondor would read it as "
+                    f"{str(ad.get(attribute)).strip('/')}); write one such as 8GB."
+                )
