@@ -187,7 +187,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
-def wait_for_line(process, text, timeout=120):
+def wait_for_line(process, text, timeout=600):
     deadline = time.monotonic() + timeout
     lines = []
     while time.monotonic() < deadline:
@@ -203,7 +203,7 @@ def wait_for_line(process, text, timeout=120):
 @pytest.mark.slow
 @pytest.mark.parametrize("after", ["epoch  1:", "images loaded"], ids=["mid-training", "before-epoch-1"])
 def test_sigterm_checkpoints_and_exits_85(tmp_path, after):
-    images, labels = synthetic_digits(4096, seed=3)
+    images, labels = synthetic_digits(1024, seed=3)
     write_mnist(tmp_path / "data", {"train": images, "test": images[:256]}, {"train": labels, "test": labels[:256]})
     checkpoint = tmp_path / "c.pt"
     argv = [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", "data", "--device", "cpu"]
@@ -214,7 +214,7 @@ def test_sigterm_checkpoints_and_exits_85(tmp_path, after):
     try:
         wait_for_line(process, after)
         process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=120)
+        out, _ = process.communicate(timeout=600)
     finally:
         if process.poll() is None:
             process.kill()
@@ -261,6 +261,13 @@ def htcondor_sandbox(path, samples=512):
     with tarfile.open(path / "MNIST_data.tar.gz", "w:gz") as tar:
         tar.add(path / "staging" / "data", arcname="data")
     shutil.rmtree(path / "staging")
+    # pixi.toml travels with src/ (transfer_input_files): train.sh checks the data against its pins.
+    import fetch_data
+
+    pins = fetch_data.digests_of(path / "MNIST_data.tar.gz")
+    (path / "pixi.toml").write_text(
+        f'[tool.invoke-tasks.data]\nsha256 = "{pins["sha256"]}"\ngit-blob = "{pins["git_blob"]}"\n'
+    )
     extractor = path / "study-environment-0123abcd.sh"
     extractor.write_text(SELF_EXTRACTOR_STAND_IN.format(python=sys.executable))
     extractor.chmod(0o644)  # file transfer may drop the executable bit
@@ -288,13 +295,13 @@ def test_htcondor_job_exits_85_and_its_restart_resumes(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not TRAIN_SH.is_file(), reason="this project was generated without HTCondor")
 def test_htcondor_job_forwards_the_eviction_signal(tmp_path):
-    env = htcondor_sandbox(tmp_path, samples=4096)
+    env = htcondor_sandbox(tmp_path, samples=1024)
     job = ["bash", "train.sh", "--epochs", "200", "--device", "cpu"]
     process = subprocess.Popen(job, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_line(process, "epoch  1:")
         process.send_signal(signal.SIGTERM)  # to the job script only, as HTCondor's soft kill
-        out, _ = process.communicate(timeout=120)
+        out, _ = process.communicate(timeout=600)
     finally:
         if process.poll() is None:
             process.kill()
