@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from maintainer.render import load_answers, preset_names, render
+from tests.project_helpers import clone_with_working_tree
 from tests.services import TIMINGS
 
 os.environ.setdefault("CONDOR_CONFIG", os.devnull)
@@ -64,3 +65,10 @@ def copy_of(renderings, tmp_path):
         return target
 
     return make
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory) -> Path:
+    """A clone of this repository (history and tags), the working tree's template committed as HEAD."""
+    template = ("copier.yml", "template", "includes")
+    return clone_with_working_tree(tmp_path_factory.mktemp("history") / "template", template)

@@ -155,7 +155,7 @@ BREAKAGES = {
         "docker/login-action@v4",
         "zizmor",
     ),
-    "condor-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 2", "request_gpus = 1", "htcondor"),
+    "condor-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 1", "request_gpus = 2", "htcondor"),
     "condor-no-model": (
         "htcondor",
         "htcondor/docker.sub",

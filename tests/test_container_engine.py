@@ -15,6 +15,7 @@ job script, the HTCondor bindings and the training code are real.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
@@ -258,8 +259,12 @@ def execute_point_sandbox(project, ad, scratch: Path, checkpoint: Path | None = 
 
 
 def run_job(client, project, ad, scratch: Path, until_log: str | None = None) -> tuple[int, str]:
-    """train.sh in the image as the starter runs it (non-root, no HOME, no network); with
-    ``until_log``, SIGTERM (an eviction's soft kill) once that text is in its output."""
+    """train.sh in the image as the starter runs it (non-root, no HOME, no network, the job ad
+    in .job.ad named by _CONDOR_JOB_AD); with ``until_log``, SIGTERM (an eviction's soft kill)
+    once that text is in its output."""
+    # The starter writes the job's ClassAd into the scratch directory (old ClassAd syntax).
+    lines = [f"{k} = {json.dumps(v) if isinstance(v, str) else v}" for k, v in ad.items() if not isinstance(v, dict)]
+    (scratch / ".job.ad").write_text("\n".join(lines) + "\n")
     container = client.containers.run(
         f"{image_of(project)}:{short_sha(project)}",
         [f"./{Path(ad['Cmd']).name}", *ad["Arguments"].split(), "--device", "cpu"],
@@ -268,6 +273,7 @@ def run_job(client, project, ad, scratch: Path, until_log: str | None = None) ->
         environment={
             "HOME": "",
             "_CONDOR_SCRATCH_DIR": "/scratch",
+            "_CONDOR_JOB_AD": "/scratch/.job.ad",
             **dict(pair.split("=", 1) for pair in ad.get("Environment", "").split()),
         },
         working_dir="/scratch",
@@ -323,6 +329,84 @@ def test_an_evicted_job_resumes_from_its_checkpoint(engine, project, built, tmp_
     metrics = json.loads((second / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
     assert not (second / "checkpoint.pt").exists(), "a finished job sends no checkpoint back"
+
+
+def bring_back(project, ad, scratch: Path) -> None:
+    """What the shadow does with a finished job's outputs: transfer_output_remaps."""
+    for pair in ad["TransferOutputRemaps"].split(";"):
+        name, target = (part.strip() for part in pair.split("="))
+        destination = project / "htcondor" / target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(scratch / name, destination)
+
+
+def run_queued(client, project, queue_file: Path, cluster: str, tmp_path: Path, no_data: set[int] = frozenset()):
+    """Run each job of a cluster on the emulated execute point and record its end in the
+    stand-ins' queue as the schedd would: completed, or held when its outputs are missing
+    (transfer_output_files names metrics.json: HoldReasonCode 12 TransferOutputError, subcode 2)."""
+    clusters = json.loads(queue_file.read_text())
+    (entry,) = [c for c in clusters if str(c["cluster"]) == cluster]
+    for job in entry["jobs"]:
+        ad = job["ad"]
+        scratch = execute_point_sandbox(project, ad, tmp_path / f"{cluster}.{job['proc']}")
+        if job["proc"] in no_data:
+            (scratch / "MNIST_data.tar.gz").unlink()  # an input that did not arrive
+        status, logs = run_job(client, project, ad, scratch)
+        if status == 0:
+            bring_back(project, ad, scratch)
+            ad.update(JobStatus=4, ExitCode=0, ExitBySignal=False)
+        else:
+            assert "MNIST_data.tar.gz was not transferred" in logs, logs[-2000:]
+            reason = (
+                f"Error from slot1@ep.example.org: STARTER at 127.0.0.1 failed to send file(s) to <127.0.0.1:9618>: "
+                f"error reading from {scratch}/metrics.json: (errno 2) No such file or directory"
+            )
+            ad.update(JobStatus=5, HoldReason=reason, HoldReasonCode=12, HoldReasonSubCode=2)
+    queue_file.write_text(json.dumps(clusters))
+
+
+def test_a_sweep_with_a_failed_job_reruns_that_job_alone(engine, project, built, tmp_path):
+    """Four jobs of one cluster on the emulated execute point; the third is held (its data did
+    not arrive, so metrics.json could not come back). condor-status says why, condor-rerun
+    resubmits it alone into results/CLUSTER.2, and condor-results then has four accuracies."""
+    client, host, _ = engine
+    write_data_tarball(project)
+    queue_file = tmp_path / "queue.json"
+    env = {"STANDIN_CONDOR_QUEUE": str(queue_file)}
+    sweep = ["--epochs 1 --lr 0.5", "--epochs 1 --lr 1.0", "--epochs 2 --lr 0.5", "--epochs 2 --lr 1.0"]
+    args = [a for line in sweep for a in ("--queue", line)]
+    pushed = invoke(project, "push-image", docker_host=host)  # this commit's tag, whatever ran before
+    assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr
+    result = invoke(project, "submit-condor", *args, docker_host=host, extra_env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    cluster = (project / "htcondor" / ".last-cluster").read_text().strip()
+    run_queued(client, project, queue_file, cluster, tmp_path, no_data={2})
+
+    status = invoke(project, "condor-status", extra_env=env)
+    assert status.returncode == 0, status.stderr
+    assert f"job {cluster}.2 [--epochs 2 --lr 0.5]: held: Error from slot1@ep.example.org: " in status.stdout
+    assert "No such file or directory (HoldReasonCode 12, subcode 2)" in status.stdout
+    assert f"job {cluster}.0 [--epochs 1 --lr 0.5]: done" in status.stdout
+
+    dry_run = invoke(project, "condor-rerun", "--dry-run", extra_env=env)
+    resubmitted = [line for line in dry_run.stdout.splitlines() if line.startswith("would resubmit")]
+    assert len(resubmitted) == 1
+    assert resubmitted[0].startswith(f"would resubmit job {cluster}.2 [--epochs 2 --lr 0.5]: held: Error from")
+    rerun = invoke(project, "condor-rerun", extra_env=env)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr
+    new_cluster = re.search(r"cluster (\d+) reruns job\(s\) 2 of", rerun.stdout).group(1)
+    run_queued(client, project, queue_file, new_cluster, tmp_path)
+
+    table = invoke(project, "condor-results", "--cluster", cluster, extra_env=env)
+    assert table.returncode == 0, table.stdout + table.stderr
+    rows = list(csv.DictReader((project / "htcondor" / "results" / f"{cluster}.csv").open()))
+    assert [r["arguments"] for r in rows] == sweep and [r["state"] for r in rows] == ["done"] * 4
+    assert all(0 <= float(r["final_test_accuracy"]) <= 1 for r in rows)
+    assert [r["epochs"] for r in rows] == ["1", "1", "2", "2"]
+    image = f"docker://{image_of(project)}:{short_sha(project)}"
+    commit = git(project, "rev-parse", "HEAD").strip()
+    assert {(r["image"], r["commit"]) for r in rows} == {(image, commit)}, rows  # written by each job
+    assert all(len(r["data_sha256"]) == 64 for r in rows)
 
 
 def test_missing_engine_is_one_sentence(project):

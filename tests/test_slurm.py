@@ -7,11 +7,14 @@ stands where pixi's environment would be; pixi is absent here).
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -155,3 +158,67 @@ def test_the_apptainer_runner_runs_this_commits_sif(cluster, tmp_path):
         f"--checkpoint slurm/results/{job_id}/checkpoint.pt --epochs 1 --device cpu",
     ]
     assert (project / "slurm" / "results" / job_id / "mnist_cnn.pt").stat().st_size > 0
+
+
+def sweep_lines(project, env, array: str) -> list[str]:
+    result = invoke(project, env, "slurm-status", "--job", array)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith(f"task {array}_")]
+
+
+def wait_for_sweep(project, env, array: str, timeout=300) -> list[str]:
+    states = []
+
+    def settled():
+        states.append(sweep_lines(project, env, array))
+        return states[-1] and all(line.endswith(": done") or ": failed: " in line for line in states[-1])
+
+    wait_for(settled, timeout, f"sweep {array}")
+    return states[-1]
+
+
+def results_rows(project, env, array: str) -> list[dict]:
+    result = invoke(project, env, "slurm-results", "--job", array)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return list(csv.DictReader((project / "slurm" / "results" / f"{array}.csv").open()))
+
+
+def test_a_sweep_is_one_job_array_and_a_rerun_resubmits_only_its_failed_task(cluster, tmp_path):
+    """Four tasks in one array (two at a time); the third fails (its data is not staged yet).
+    slurm-rerun resubmits that task alone, into the same results directory, and the table then
+    has four rows with accuracies."""
+    project = render(tmp_path / "study", load_answers("apptainer-slurm"))
+    write_data_tarball(project)
+    with tarfile.open(project / "MNIST_data.tar.gz") as tar:
+        tar.extractall(project, filter="data")  # data/ once: tasks starting together do not race to unpack it
+    sweep = [f"--epochs 1 --device cpu --lr {lr}" for lr in (0.5, 1.0)]
+    sweep += ["--epochs 1 --device cpu --data-dir staged-later", "--epochs 1 --device cpu --lr 2.0"]
+    env = {**cluster, "INVOKE_PROJECT_SLURM_MAX_RUNNING": "2"}
+    result = invoke(project, env, "submit-slurm", *SMALL, *[a for line in sweep for a in ("--queue", line)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    array = re.search(r"sweep (\d+): one job array of 4 task\(s\), at most 2 running", result.stdout).group(1)
+    records = subprocess.run(["scontrol", "-o", "show", "job", array], env=cluster, capture_output=True, text=True)
+    assert {m for m in re.findall(r"ArrayJobId=(\d+)", records.stdout)} == {array}, records.stdout
+    assert re.search(r"ArrayTaskId=\S*%2\b|ArrayTaskThrottle=2\b", records.stdout), records.stdout
+
+    lines = wait_for_sweep(project, env, array)
+    assert [line.split("]: ")[1] for line in lines][:2] == ["done", "done"], lines
+    assert lines[2].startswith(f"task {array}_2 [--epochs 1 --device cpu --data-dir staged-later]: failed: FAILED")
+    rows = results_rows(project, env, array)
+    assert [bool(r["final_test_accuracy"]) for r in rows] == [True, True, False, True]
+    assert rows[0]["results"] == f"slurm/results/{array}_0" and len(rows[0]["data_sha256"]) == 64
+
+    dry = invoke(project, env, "slurm-rerun", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert [line for line in dry.stdout.splitlines() if "resubmit" in line] == [
+        f"would resubmit task {array}_2 [--epochs 1 --device cpu --data-dir staged-later]"
+    ]
+    shutil.copytree(project / "data", project / "staged-later")  # the data arrives; the task can run now
+    rerun = invoke(project, env, "slurm-rerun")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert re.search(rf"job array (\d+) reruns task\(s\) 2 of sweep {array}", rerun.stdout), rerun.stdout
+    lines = wait_for_sweep(project, env, array)
+    assert all(line.endswith(": done") for line in lines), lines
+    rows = results_rows(project, env, array)
+    assert len(rows) == 4 and all(float(r["final_test_accuracy"]) >= 0 for r in rows)
+    assert rows[2]["results"] == f"slurm/results/{array}_2" and rows[2]["epochs"] == "1"

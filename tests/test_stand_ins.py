@@ -7,6 +7,7 @@ pixi-pack (clap: exit 2), Apptainer (cobra), condor_submit and condor_q of HTCon
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import shutil
@@ -336,6 +337,24 @@ def test_condor_q_nobatch_shape_and_unknown_option(submit_dir):
     assert result.stdout == "4242 0\n"
     result = run("condor_q", "-nobath", cwd=submit_dir)
     assert result.returncode == 1 and result.stderr.splitlines()[0] == "Error: unrecognized argument -nobath"
+
+
+def test_condor_q_json_history_and_rm_follow_the_job_state(submit_dir):
+    """condor_q -json lists jobs in the queue, condor_history -json those that left it (removed
+    by condor_rm: JobStatus 3); -attributes limits the ad; no match prints nothing at all."""
+    run("condor_submit", "job.sub", cwd=submit_dir)
+    result = run("condor_q", "4242", "-json", "-attributes", "ClusterId,ProcId,JobStatus,Cmd", cwd=submit_dir)
+    (ad,) = json.loads(result.stdout)
+    assert ad == {"ClusterId": 4242, "ProcId": 0, "JobStatus": 1, "Cmd": str(submit_dir / "job.sh")}
+    assert run("condor_history", "4242", "-json", cwd=submit_dir).stdout == ""
+    result = run("condor_rm", "4242.0", cwd=submit_dir)
+    assert result.stdout == "Job 4242.0 marked for removal\n"
+    assert run("condor_q", "4242", "-json", cwd=submit_dir).stdout == ""
+    (ad,) = json.loads(run("condor_history", "4242.0", "-json", "-attr", "JobStatus", cwd=submit_dir).stdout)
+    assert ad == {"JobStatus": 3}
+    assert run("condor_rm", "4242.0", cwd=submit_dir).stderr == "Job 4242.0 not found\n"
+    result = run("condor_history", "-jsn", cwd=submit_dir)
+    assert result.returncode == 1 and result.stderr == "Error: Unknown argument -jsn\n"
 
 
 # ------------------------------------------- what the services and installs rely on

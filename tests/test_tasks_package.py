@@ -12,9 +12,10 @@ from tests.services import run_invoke
 from tests.test_copier_update import assert_no_conflicts, copy_and_commit, make_template_repo, replace, update
 
 ALL_TASKS = {
-    "build-image", "build-sif", "condor-logs", "condor-plot", "condor-status", "detect-gpu", "doctor",
-    "fetch-data", "install", "lock", "pack", "push-image", "push-sif", "settings", "sif-name",
-    "slurm-status", "submit-condor", "submit-slurm", "test", "test-image", "test-sif", "train",
+    "build-image", "build-sif", "condor-logs", "condor-plot", "condor-rerun", "condor-results", "condor-status",
+    "detect-gpu", "doctor", "fetch-data", "install", "lock", "pack", "push-image", "push-sif", "settings",
+    "sif-name", "slurm-rerun", "slurm-results", "slurm-status", "submit-condor", "submit-slurm", "test",
+    "test-image", "test-sif", "train",
 }  # fmt: skip
 
 

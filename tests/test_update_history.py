@@ -7,17 +7,21 @@ and updated to the working tree as a user would (`copier update --defaults`, no 
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
+import sys
+import tomllib
 import warnings
 from pathlib import Path
 
 import copier
 import pytest
+import yaml
 
-from maintainer.checks import check_project_tests
 from maintainer.release import released
 from maintainer.render import ROOT, git
-from tests.project_helpers import clone_with_working_tree
 from tests.services import run_invoke
 from tests.test_copier_update import CONFLICT_MARKER, assert_no_conflicts
 
@@ -34,8 +38,6 @@ CPUS = {"htcondor/docker.sub": ("request_cpus = 1\n", "request_cpus = 4\n")}
 CONFLICTS = {"fe72a58": CPUS, "565e3b6": CPUS}
 MARKER_BLOCK = re.compile(r"^<{7} before updating\n(.*?)^={7}\n(.*?)^>{7} after updating\n", re.M | re.S)
 
-TEMPLATE = ("copier.yml", "template", "includes")
-
 USER_TASK = '''
 
 @task
@@ -43,12 +45,6 @@ def my_report(c):
     """The researcher's own report."""
     print("my report")
 '''
-
-
-@pytest.fixture(scope="module")
-def template_repo(tmp_path_factory) -> Path:
-    """A clone of this repository, the working tree (uncommitted edits included) committed as HEAD."""
-    return clone_with_working_tree(tmp_path_factory.mktemp("history") / "template", TEMPLATE)
 
 
 def generate(template: Path, ref: str, project: Path, answers: dict | None = None) -> Path:
@@ -159,8 +155,19 @@ def move_tasks_py_into_local(project: Path) -> None:
 
 
 def assert_project_tests_pass(project: Path) -> None:
-    (finding,) = check_project_tests(project)
-    assert finding.ok, finding.detail
+    """The project's default test run (`pixi run test`'s command), on this venv's CPU torch."""
+    task = tomllib.loads((project / "pixi.toml").read_text())["feature"]["test"]["tasks"]["test"]
+    argv = shlex.split(task if isinstance(task, str) else task["cmd"])
+    assert argv[0] == "pytest", f"pixi run test runs {argv[0]}, not pytest"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *argv[1:]],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        check=False,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
 
 @pytest.mark.parametrize("ref", [*HISTORY, *(f"v{version}" for version in released(ROOT)[-1:])])
@@ -220,3 +227,10 @@ def test_the_history_points_exist():
             git(ROOT, "cat-file", "-e", f"{ref}^{{commit}}")
         except RuntimeError:
             pytest.fail(f"commit {ref} is not in this clone; clone with full history (fetch-depth: 0).")
+
+
+def test_ci_checks_out_the_history():
+    """actions/checkout fetches one commit unless told otherwise: the points above would be missing."""
+    steps = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())["jobs"]["tests"]["steps"]
+    checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0

@@ -82,7 +82,7 @@ def test_settings_come_from_pixi_toml_and_environment(project):
     assert settings["pixi_version"] == "0.77.0" and settings["cuda_version"] == "12.9"
     assert settings["environment"] == "gpu" and settings["environments"] == ["default", "cpu", "gpu", "tasks"]
     assert settings["platform"] == "linux/amd64"
-    assert settings["htcondor"]["request_gpus"] == 2 and settings["htcondor"]["chtc_gpu_lab"] is True
+    assert settings["htcondor"]["request_gpus"] == 1 and settings["htcondor"]["chtc_gpu_lab"] is True
 
 
 def test_a_bad_setting_is_one_sentence(project):
@@ -245,7 +245,8 @@ def test_settings_and_image_override_reach_the_job(project):
     assert [ad["Arguments"] for ad in ads] == ["--epochs 1", "--epochs 2 --lr 0.5"]
     for ad in ads:
         assert ad["ContainerImage"] == f"docker://example.org/me/other:{short_sha(project)}"
-        assert ad["RequestMemory"] == 16 * 1024 and ad["RequestGPUs"] == 2 and ad["DockerPullPolicy"] == "missing"
+        assert ad["RequestMemory"] == 16 * 1024 and ad["RequestGPUs"] == 1 and ad["DockerPullPolicy"] == "missing"
+        assert ad["ProvenanceCommit"] == git(project, "rev-parse", "HEAD").strip()  # read back by the job
         assert ad["SuccessCheckpointExitCode"] == 85 and ad["TransferCheckpoint"] == "checkpoint.pt"
     assert '-append "request_memory = 16GB"' in dry_run_command(result.stdout)
 
@@ -389,7 +390,7 @@ def test_submit_interactive_status_logs_and_model_backup(project):
     assert cluster.isdigit() and f"cluster {cluster}:" in result.stdout
     (project / "htcondor" / f"train_{cluster}.log").write_text(f"000 ({cluster}.000.000) Job submitted\n")
     result, recorded = invoke(project, "condor-status")
-    assert result.returncode == 0 and recorded[-1] == f"condor_q {cluster} -nobatch"
+    assert result.returncode == 0 and recorded[-1].startswith(f"condor_q {cluster} -json -attributes ClusterId,")
     assert (
         f"no results of cluster {cluster} yet; each job's come back to htcondor/results/{cluster}.N/" in result.stdout
     )

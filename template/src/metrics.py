@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+import provenance
 from atomic_file import write_text_atomically
 
 
@@ -38,5 +39,6 @@ def write_metrics(path: Path, args, run, device: torch.device, chosen: dict, loa
         "target": target_reached(history, args.target_accuracy) if args.target_accuracy else None,
         "epochs": history,
         "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
+        "provenance": provenance.collect(),
     }
     write_text_atomically(path, json.dumps(metrics, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""HTCondor: submit-condor, condor-status, condor-logs, condor-plot.
+"""HTCondor: submit-condor, condor-logs, condor-plot (condor-status is in condor_sweeps.py).
 
 The submit files in htcondor/ are rendered once; at submit time this module passes the
 values that change (image tag, .sif or pack name, where large files come from, the
@@ -19,11 +19,12 @@ from invoke import Exit, task
 from .apptainer import build_sif, sif_path
 from .condor_bindings import check_sizes, job_ads
 from .data import data_archive, ensure_data, plot_metrics
-from .helpers import MANIFEST, QUERY_TIMEOUT, ROOT, SUBMIT_TIMEOUT, immutable_tag, read_resolved, run, tool
+from .helpers import MANIFEST, ROOT, SUBMIT_TIMEOUT, immutable_tag, read_resolved, run, tool
 from .images import build_image, docker_client, push_image, registry_has
 from .pack import check_pack_disk, condor_size, pack, pack_path
 from .settings import Settings, settings
 from .staging import osdf_url, report_transfer, stage, staging_dir
+from .sweeps import provenance_attributes
 
 CONDOR_DIR = ROOT / "htcondor"
 LAST_CLUSTER = CONDOR_DIR / ".last-cluster"
@@ -36,6 +37,11 @@ def resource_commands(s: Settings) -> list[tuple[str, str]]:
     for key, value, unit in (("request-memory", h.request_memory, "M"), ("request-disk", h.request_disk, "K")):
         if value and condor_size(value, unit) is None:
             raise Exit(f"{key} {value!r} is not a size such as 8GB; fix it under [tool.invoke-tasks.htcondor].")
+    if h.request_gpus > 1:
+        raise Exit(
+            f"request-gpus is {h.request_gpus}, but training uses one GPU (src/torch_MNIST.py has no "
+            "multi-GPU training); set request-gpus = 1 under [tool.invoke-tasks.htcondor]."
+        )
     commands = [("request_memory", h.request_memory), ("request_disk", h.request_disk)]
     if h.request_gpus:
         commands += [("request_gpus", str(h.request_gpus)), ("gpus_minimum_capability", h.gpu_min_capability)]
@@ -145,6 +151,7 @@ def submit_condor(
         train_args_lines()  # each of its lines is a job's arguments
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
     commands = resource_commands(s) + [("data_pins", data_pins(s))]
+    commands += provenance_attributes()  # read back by src/provenance.py in the job
     sent: list[Path] = [ROOT / "src", MANIFEST]
     archive = data_archive(c)
     if dry_run and not archive.is_file():
@@ -206,6 +213,9 @@ def record_cluster(out: str) -> None:
         raise Exit("condor_submit did not report a cluster id; see its output above.")
     LAST_CLUSTER.write_text(match.group(1) + "\n")
     cluster = match.group(1)
+    from .condor_sweeps import record_submission, submitted_arguments  # it imports this module
+
+    record_submission(cluster, submit_file.name, commands, submitted_arguments(ads, queue))
     print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
 
 
@@ -256,18 +266,6 @@ def job_dirs(cluster: str) -> list[Path]:
     """Each job's directory, htcondor/results/CLUSTER.PROCESS (see job_dir in the submit files)."""
     dirs = (CONDOR_DIR / "results").glob(f"{cluster}.*")
     return sorted((d for d in dirs if d.is_dir()), key=lambda d: int(d.name.split(".")[1]))
-
-
-@task(name="condor-status", help={"cluster": "cluster id (default: the last one submitted)"})
-def condor_status(c, cluster: int = 0):
-    """Show the cluster's jobs (condor_q) and where their results are."""
-    cid = last_cluster(cluster)
-    run([tool("condor_q", "run it on the access point"), cid, "-nobatch"], "condor_q", timeout=QUERY_TIMEOUT)
-    for directory in job_dirs(cid):
-        files = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing yet"
-        print(f"job {directory.name}: {directory.relative_to(ROOT)}/ holds {files}")
-    if not job_dirs(cid):
-        print(f"no results of cluster {cid} yet; each job's come back to htcondor/results/{cid}.N/")
 
 
 @task(name="condor-logs", help={"cluster": "cluster id (default: the last one submitted)"})

@@ -53,6 +53,7 @@ class SlurmSettings:
     partition: str = ""
     account: str = ""
     time: str = ""
+    max_running: int = 4  # tasks of a sweep's job array running at once (--array=0-N%K)
 
 
 @dataclass(frozen=True)

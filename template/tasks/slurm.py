@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 
 from invoke import Exit, task
 
 from .apptainer import sif_name
 from .helpers import ROOT, SUBMIT_TIMEOUT, git, immutable_tag, query, read_resolved, run, tool
 from .settings import settings
+from .slurm_sweeps import accounting_enabled, is_sweep, print_task_states, provenance_environment, submit_sweep
 
 SLURM_DIR = ROOT / "slurm"
 SLURM_SCRIPT = SLURM_DIR / "train.sbatch"
@@ -26,11 +26,15 @@ def sbatch_options(c) -> list[str]:
 
 @task(
     name="submit-slurm",
-    help={"args": "arguments for torch_MNIST.py, e.g. '--epochs 5'", "sbatch_option": "extra sbatch option"},
-    iterable=["sbatch_option"],
+    help={
+        "args": "arguments for torch_MNIST.py, e.g. '--epochs 5'",
+        "sbatch_option": "extra sbatch option",
+        "queue": "argument set for one task of a sweep (one job array), e.g. '--lr 0.5'; repeat it",
+    },
+    iterable=["sbatch_option", "queue"],
 )
-def submit_slurm(c, args: str = "", sbatch_option=None):
-    """Submit the training with sbatch and print the job id."""
+def submit_slurm(c, args: str = "", sbatch_option=None, queue=None):
+    """Submit the training with sbatch (a sweep: one job array) and print the job id."""
     if not SLURM_SCRIPT.is_file():
         raise Exit("slurm/train.sbatch does not exist: this project was generated without SLURM.")
     read_resolved(SLURM_SCRIPT)  # a script left mid-update would run its conflict markers
@@ -39,11 +43,18 @@ def submit_slurm(c, args: str = "", sbatch_option=None):
         raise Exit("neither data/ nor the data archive is here; run `invoke fetch-data` first.")
     # --output is a filename pattern (sbatch(1), "filename pattern"): a % in the project's path is written %%.
     output = str(SLURM_DIR).replace("%", "%%") + "/train_%j.out"
-    argv = [sbatch, "--parsable", f"--chdir={ROOT}", f"--output={output}", "--export=ALL"]
     # The apptainer runner runs this commit's .sif: the one name, from apptainer.sif_name. It travels
     # in sbatch's environment (--export=ALL), not in --export=SIF=..., which splits at commas.
     env = {"SIF": str(ROOT / sif_name(settings(c), immutable_tag()))} if git("rev-parse", "HEAD") else {}
-    argv += sbatch_options(c) + list(sbatch_option or []) + [str(SLURM_SCRIPT), *shlex.split(args)]
+    env.update(provenance_environment())  # read back by src/provenance.py in the job
+    options = [f"--chdir={ROOT}", "--export=ALL", *sbatch_options(c), *(sbatch_option or [])]
+    if queue:
+        if args:
+            raise Exit("--args and --queue do not mix: put the shared arguments into every --queue.")
+        LAST_JOB.write_text(submit_sweep(c, options, str(SLURM_SCRIPT), env, list(queue)) + "\n")
+        print("`invoke slurm-status` follows it; `invoke slurm-results` tabulates it")
+        return
+    argv = [sbatch, "--parsable", f"--output={output}", *options, str(SLURM_SCRIPT), *shlex.split(args)]
     job_id = run(argv, "sbatch", capture=True, env=env, timeout=SUBMIT_TIMEOUT).strip().split(";")[0]
     if not job_id.isdigit():
         raise Exit(f"sbatch printed {job_id!r} instead of a job id.")
@@ -52,19 +63,15 @@ def submit_slurm(c, args: str = "", sbatch_option=None):
 
 
 def slurm_state(job_id: str) -> str | None:
-    """The job's state from scontrol (sacct needs accounting, which many clusters lack)."""
+    """The job's state from scontrol (sacct needs accounting, which many clusters lack); a job
+    that did not complete also says why (scontrol's Reason and ExitCode)."""
     out = query(["scontrol", "show", "job", job_id]).stdout
-    match = re.search(r"JobState=(\S+)", out)
-    return match.group(1) if match else None
-
-
-def accounting_enabled() -> bool:
-    """Whether sacct can answer: the cluster stores accounting (many small clusters do not)."""
-    if shutil.which("sacct") is None:
-        return False
-    out = query(["scontrol", "show", "config"]).stdout
-    match = re.search(r"^AccountingStorageType\s*=\s*(\S+)", out, re.M)
-    return bool(match) and match.group(1) != "accounting_storage/none"
+    fields = dict(re.findall(r"\b(JobState|Reason|ExitCode)=(\S+)", out))
+    if "JobState" not in fields:
+        return None
+    if fields["JobState"] in {"COMPLETED", "RUNNING"}:
+        return fields["JobState"]
+    return f"{fields['JobState']} (Reason {fields.get('Reason', 'None')}, ExitCode {fields.get('ExitCode', '?')})"
 
 
 @task(
@@ -76,6 +83,9 @@ def slurm_status(c, job: int = 0, log: bool = False):
     if not job_id:
         raise Exit("no job was submitted from here yet; pass --job.")
     tool("scontrol", "run it on a SLURM login node")
+    if is_sweep(job_id):
+        print_task_states(job_id)
+        return
     state = slurm_state(job_id)
     if state is None and accounting_enabled():
         out = query(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id])

@@ -92,3 +92,40 @@ def condor_queue_file() -> Path:
         return Path(os.environ["STANDIN_CONDOR_QUEUE"])
     base = Path(os.environ["STANDIN_LOG"]).parent if os.environ.get("STANDIN_LOG") else Path("/tmp")
     return base / ".standin-condor-queue.json"
+
+
+# JobStatus values, from HTCondor's manual (docs/classad-attributes/job-classad-attributes.rst,
+# JobStatus): 1 Idle, 2 Running, 3 Removing, 4 Completed, 5 Held, 6 Transferring Output, 7 Suspended.
+# Removed and completed jobs leave the queue (condor_q) for the history (condor_history).
+LEFT_QUEUE = {3, 4}
+
+
+def condor_jobs(restrictions: list[str], in_queue: bool) -> list[dict]:
+    """The kept job ads that match CLUSTER, CLUSTER.PROC or an owner (any of them), queue or history."""
+    import json
+
+    state = condor_queue_file()
+    clusters = json.loads(state.read_text()) if state.is_file() else []
+    found = []
+    for cluster in clusters:
+        for job in cluster["jobs"]:
+            ad = job.get("ad") or {"ClusterId": cluster["cluster"], "ProcId": job["proc"], "JobStatus": 1}
+            job_id = f"{cluster['cluster']}.{job['proc']}"
+            names = (str(cluster["cluster"]), job_id, cluster["owner"])
+            wanted = not restrictions or any(r in names for r in restrictions)
+            if wanted and (ad.get("JobStatus", 1) not in LEFT_QUEUE) == in_queue:
+                found.append({**ad, "_cluster": cluster, "_job": job})
+    return found
+
+
+def print_json_ads(ads: list[dict], attributes: str | None) -> None:
+    """-json: a JSON array of ads, nothing at all when none match (CondorClassAdListWriter);
+    -attributes A,B: only those attributes (names are case-insensitive in ClassAds)."""
+    import json
+
+    wanted = {a.strip().lower() for a in attributes.split(",")} if attributes else None
+    shown = [
+        {k: v for k, v in ad.items() if not k.startswith("_") and (wanted is None or k.lower() in wanted)} for ad in ads
+    ]
+    if shown:
+        print("[\n" + ",\n".join(json.dumps(ad, indent=2) for ad in shown) + "\n]")
