@@ -81,9 +81,15 @@ def manifest_semantics(manifest: dict) -> list[str]:
         problems.append("workspace.requires-pixi must pin the minimum pixi version (>=X.Y.Z)")
     if "pytorch-cpu" not in features.get("cpu", {}).get("dependencies", {}):
         problems.append("feature.cpu must depend on pytorch-cpu")
-    for env in ("default", "cpu"):
-        if "cpu" not in environments.get(env, {}).get("features", []):
-            problems.append(f"environment {env} must include the cpu feature")
+    if "cpu" not in environments.get("default", {}).get("features", []):
+        problems.append("environment default must include the cpu feature")
+    # Two environments of the same features are the same install twice (and two names to document).
+    seen: dict[tuple, str] = {}
+    for env, table in environments.items():
+        key = tuple(sorted(table.get("features", []) if isinstance(table, dict) else table))
+        if key in seen:
+            problems.append(f"environments {seen[key]} and {env} have the same features: keep one")
+        seen.setdefault(key, env)
     if "gpu" in features:
         gpu = features["gpu"]
         deps = gpu.get("dependencies", {})
@@ -119,6 +125,8 @@ def manifest_semantics(manifest: dict) -> list[str]:
             problems.append(f"task {task!r} is missing")
     if "test" not in features.get("test", {}).get("tasks", {}):
         problems.append("task 'test' is missing from feature.test")
+    if "demo" not in features.get("cpu", {}).get("tasks", {}):
+        problems.append("task 'demo' (the first success, offline) is missing from feature.cpu")
     settings = manifest.get("tool", {}).get("invoke-tasks", {})
     if settings.get("environment") not in environments:
         problems.append(f"tool.invoke-tasks.environment {settings.get('environment')!r} is not an environment")

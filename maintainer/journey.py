@@ -33,7 +33,7 @@ STEPS = ["render", "lock", "install", "project-tests", "image", "sif", "pack", "
 # The HTCondor pool of the condor step: a container of this image, named so (see journey.yml).
 CONDOR_CONTAINER = os.environ.get("JOURNEY_CONDOR_CONTAINER", "htcondor-mini")
 # The pool has no GPU: the pack step packs, and the condor step submits, this one environment.
-POOL_ENVIRONMENT = "cpu"
+POOL_ENVIRONMENT = "default"
 # What the job asks of the mini pool, sized to a GitHub runner (4 CPUs and 16 GB on public
 # repositories' ubuntu-24.04, 2 and 7 GB on private ones): one CPU-epoch of the tiny data set.
 POOL_REQUEST_MEMORY = "2GB"
@@ -135,11 +135,11 @@ class Journey:
 
     def step_install(self) -> None:
         pixi = self.tool("install", "pixi")
-        self.run("install", [pixi, "install", "--locked", "--environment", "cpu"])
+        self.run("install", [pixi, "install", "--locked", "--environment", "default"])
 
     def step_project_tests(self) -> None:
         pixi = self.tool("project-tests", "pixi")
-        self.run("project-tests", [pixi, "run", "--locked", "--environment", "cpu", "test"])
+        self.run("project-tests", [pixi, "run", "--locked", "--environment", "default", "test"])
 
     def step_image(self) -> None:
         if not self.has("Dockerfile"):

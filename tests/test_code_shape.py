@@ -28,7 +28,7 @@ def test_quick_project_tests_by_default_and_every_test_in_ci(renderings):
     tasks = tomllib.loads((project / "pixi.toml").read_text())["feature"]["test"]["tasks"]
     assert tasks["test"]["cmd"] == "pytest tests -m 'not slow'" and tasks["test-all"]["cmd"] == "pytest tests"
     workflow = (project / ".github" / "workflows" / "tests.yml").read_text()
-    assert "--environment cpu test-all" in workflow
+    assert "test-all" in workflow and "run --environment default test\n" not in workflow
     slow = [p.name for p in (project / "tests").glob("test_*.py") if "@pytest.mark.slow" in p.read_text()]
     assert "test_checkpoint.py" in slow
     assert '"tests"]' in inspect.getsource(checks.check_project_tests) and "not slow" not in inspect.getsource(checks)

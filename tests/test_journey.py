@@ -128,11 +128,11 @@ def test_readme_runs_only_defined_tasks(renderings, preset):
         assert task in (by_env[env] if env else anywhere), f"README: `{run[0]}` is not a pixi task"
 
 
-def test_readme_opens_with_train_then_one_command_to_a_gpu(renderings):
+def test_readme_opens_with_the_demo_and_train_then_one_command_to_a_gpu(renderings):
     readme = (renderings["defaults"] / "README.md").read_text()
     shortest = readme.split("## The shortest path", 1)[1].split("\n## ", 1)[0]
     commands = [line.split("#")[0].strip() for line in shortest.splitlines() if line.startswith(("copier", "pixi"))]
-    assert commands[0].startswith("copier copy") and commands[1] == "pixi run train"
+    assert commands[:2] == ["pixi run demo", "pixi run train"]
     assert commands[2] == "pixi run submit-condor --build"
     assert readme.index("## The shortest path") < readme.index("## The journey")
 
@@ -156,7 +156,8 @@ def served(renderings, tmp_path):
     root = tmp_path / "server"
     root.mkdir()
     shutil.copy(renderings["cpu-linux"] / "pixi.toml", root / "pixi.toml")
-    shutil.copytree(renderings["cpu-linux"] / "tasks", root / "tasks")  # write_data_tarball uses its tiny_mnist
+    for part in ("tasks", "src"):  # write_data_tarball uses the tasks' tiny_mnist, which is src/tiny_mnist.py
+        shutil.copytree(renderings["cpu-linux"] / part, root / part)
     archive = write_data_tarball(root)
     digests = fetch_data_module().digests_of(archive)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))

@@ -28,8 +28,8 @@ def test_an_arm_only_project_builds_arm_images(tmp_path):
     files = [p for p in project.rglob("*") if p.is_file() and "tasks" not in p.parts]
     leftovers = [p for p in files if "amd64" in p.read_text(errors="replace")]
     assert not leftovers, f"amd64 named in an arm-only project: {leftovers}"
-    # pixi-pack and the CUDA entry go to the Linux platform the project has.
-    assert "pixi-pack" in manifest["feature"]["tasks"]["target"]["linux-aarch64"]["dependencies"]
+    # pixi-pack is in the tasks environment on every platform; the CUDA entry on the Linux one it has.
+    assert "pixi-pack" in manifest["feature"]["tasks"]["dependencies"]
     assert {"name": "linux-aarch64-cuda", "platform": "linux-aarch64", "cuda": "12"} in manifest["workspace"][
         "platforms"
     ]
@@ -54,7 +54,7 @@ def test_cpu_side_features_are_solved_for_plain_platforms_only(renderings):
 def test_lock_v7_readers_are_floored(renderings):
     manifest = read_manifest(renderings["everything"])
     assert manifest["feature"]["tasks"]["dependencies"]["py-rattler"] == ">=0.24"
-    assert manifest["feature"]["tasks"]["target"]["linux-64"]["dependencies"]["pixi-pack"] == ">=0.7.8,<0.8"
+    assert manifest["feature"]["tasks"]["dependencies"]["pixi-pack"] == ">=0.7.8,<0.8"
 
 
 def test_a_project_without_linux_renders_no_container_platform(tmp_path):
@@ -62,7 +62,8 @@ def test_a_project_without_linux_renders_no_container_platform(tmp_path):
     project = render(tmp_path / "mac", answers)
     manifest = read_manifest(project)
     assert "platform" not in manifest["tool"]["invoke-tasks"]
-    assert "target" not in manifest["feature"]["tasks"]
+    # pixi-pack runs on a Mac too (conda-forge builds it for osx-64 and osx-arm64) and packs for Linux.
+    assert "pixi-pack" in manifest["feature"]["tasks"]["dependencies"]
     assert not (project / ".github/workflows/docker.yml").exists()
     failed = [f.line() for f in run_checks(project, ["pixi", "workflows"]) if not f.ok and not f.skipped]
     assert not failed, failed

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from maintainer.project import project_tasks
 from maintainer.render import git, preset_names
 from tests.services import run_invoke
 from tests.test_copier_update import assert_no_conflicts, copy_and_commit, make_template_repo, replace, update
@@ -17,6 +18,18 @@ ALL_TASKS = {
     "sif-name", "slurm-rerun", "slurm-results", "slurm-status", "submit-condor", "submit-slurm", "test",
     "test-image", "test-sif", "train",
 }  # fmt: skip
+# The tasks of one system, listed only where the project has that system's files.
+SYSTEM_TASKS = {
+    "htcondor": {"submit-condor", "condor-status", "condor-logs", "condor-plot", "condor-results", "condor-rerun"},
+    "slurm": {"submit-slurm", "slurm-status", "slurm-results", "slurm-rerun"},
+    "Dockerfile": {"build-image", "test-image", "push-image"},
+    "apptainer.def": {"build-sif", "test-sif", "push-sif", "sif-name"},
+}
+
+
+def expected_tasks(project: Path) -> set[str]:
+    unused = [names for path, names in SYSTEM_TASKS.items() if not (project / path).exists()]
+    return ALL_TASKS.difference(*unused)
 
 
 def listed(project: Path) -> set[str]:
@@ -26,9 +39,9 @@ def listed(project: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("preset", preset_names())
-def test_every_preset_lists_every_task_and_no_module_is_long(renderings, preset):
+def test_every_preset_lists_the_tasks_of_its_systems_and_no_module_is_long(renderings, preset):
     project = renderings[preset]
-    assert listed(project) == ALL_TASKS
+    assert listed(project) == expected_tasks(project)
     for module in (project / "tasks").glob("*.py"):
         lines = len(module.read_text().splitlines())
         assert lines < 300, f"tasks/{module.name} has {lines} lines"
@@ -41,7 +54,7 @@ def test_a_task_in_local_py_is_listed_without_registering_it(copy_of):
         local.read_text()
         + '\n\nfrom invoke import task\n\n\n@task\ndef hello(c):\n    """Say hello."""\n    print("hello")\n'
     )
-    assert listed(project) == ALL_TASKS | {"hello"}
+    assert listed(project) == expected_tasks(project) | {"hello"}
     assert run_invoke(project, "hello").stdout == "hello\n"
 
 
@@ -59,11 +72,21 @@ def test_a_task_in_local_py_is_listed_without_registering_it(copy_of):
     ],
 )
 def test_a_broken_local_py_is_one_sentence(copy_of, code, message):
+    """Importing the package never exits; running any task says what is wrong, in one sentence."""
     project = copy_of("defaults")
     (project / "tasks" / "local.py").write_text(code)
-    result = run_invoke(project, "--list")
+    assert run_invoke(project, "--list").returncode == 0
+    result = run_invoke(project, "settings")
     assert result.returncode != 0
     assert result.stderr.strip() == message
+    assert [message] == project_tasks(project).PROBLEMS  # imported, not exited
+
+
+def test_an_htcondor_only_project_lists_no_slurm_tasks(renderings):
+    project = renderings["defaults"]
+    assert (project / "htcondor").is_dir() and not (project / "slurm").exists()
+    names = listed(project)
+    assert "submit-condor" in names and not {"submit-slurm", "slurm-status"} & names
 
 
 def test_update_merges_a_user_task_and_a_template_task(tmp_path):

@@ -275,8 +275,9 @@ def fetch(
         partial.unlink(missing_ok=True)
         reason = getattr(error, "reason", error)
         raise FetchError(
-            f"could not download {url} ({reason}); this machine may be offline: "
-            f"copy {destination.name} to {destination} by hand."
+            f"could not download the MNIST data ({reason}): this machine seems to have no internet access. "
+            f"On a machine that has it, download {url} and copy the file here as {destination}, then run "
+            "this again; or try everything offline first with `pixi run demo` (a tiny made-up MNIST)."
         ) from None
     except BaseException as error:  # too big, too slow, Ctrl-C, SIGTERM: no .part left behind
         partial.unlink(missing_ok=True)

@@ -2,9 +2,11 @@
 """Plot loss and accuracy per epoch from the metrics files torch_MNIST.py writes (--metrics).
 
 Several files overlay, each labelled by what differs in its config (a sweep: "lr=0.5"
-against "lr=1.0"). Example:
+against "lr=1.0"). Each job writes its metrics.json into its own results directory, so a
+sweep's cluster 1234 (HTCondor) or job 5678 (SLURM) is plotted with:
 
-    python src/plot_metrics.py htcondor/metrics_*.json --output sweep.png
+    python src/plot_metrics.py htcondor/results/1234.*/metrics.json --output sweep.png
+    python src/plot_metrics.py slurm/results/5678/metrics.json --output slurm.png
 """
 
 from __future__ import annotations
@@ -97,9 +99,16 @@ def save(fig, output: Path) -> None:
     os.close(handle)
     try:
         fig.savefig(partial, format=kind, dpi=100)
+        os.chmod(partial, 0o666 & ~_umask())  # mkstemp's 0600 would hide the plot from the group
         os.replace(partial, output)
     finally:
         Path(partial).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def main(argv=None) -> int:

@@ -56,11 +56,35 @@ def report() -> bool:
     return available
 
 
+def why_no_gpu() -> str:
+    """One sentence: why this run has no CUDA, and where it would have one."""
+    environment = os.environ.get("PIXI_ENVIRONMENT_NAME", "")
+    where = f"the pixi environment {environment!r}" if environment else "this Python"
+    if torch.version.cuda is not None:
+        return f"{where} has a CUDA build of PyTorch, but no NVIDIA GPU or driver is usable here."
+    if not sys.platform.startswith("linux"):
+        system = "macOS" if sys.platform == "darwin" else "Windows"
+        return (
+            f"{where} has the CPU build of PyTorch: conda-forge builds PyTorch with CUDA for Linux only, so "
+            f"the gpu environment cannot be installed on {system}; train on the CPU here or on a cluster's GPUs."
+        )
+    if nvidia_smi() is None:
+        return (
+            f"{where} has the CPU build of PyTorch, and the gpu environment needs an NVIDIA driver, which this "
+            "machine lacks (no working nvidia-smi); train on the CPU here or on a cluster's GPUs."
+        )
+    return (
+        f"{where} has the CPU build of PyTorch; on this machine with an NVIDIA driver run `pixi run -e gpu detect-gpu`."
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--require-gpu", action="store_true", help="exit with status 1 when no CUDA GPU is usable")
     args = parser.parse_args(argv)
     available = report()
+    if not available:
+        print(why_no_gpu())
     if args.require_gpu and not available:
         print("error: no CUDA GPU is usable here (--require-gpu).", file=sys.stderr)
         return 1

@@ -3,7 +3,9 @@
 `invoke --list` (or `pixi run -e tasks invoke --list`) shows them and `invoke --help TASK`
 a task's flags. Every module of this package is collected: a task defined in any of them,
 your own `local.py` included, is listed without registering it anywhere. Settings come
-from `[tool.invoke-tasks]` in pixi.toml, read on first use (importing reads nothing).
+from `[tool.invoke-tasks]` in pixi.toml, read on first use (importing reads nothing). A
+module for one system (HTCondor, SLURM, Docker, Apptainer) names the project files that
+show the project uses it (USED_WITH); its tasks are listed only where those exist.
 
 The modules other than local.py come from the project template: `copier update`
 refreshes them. Put your own tasks in local.py, which updates never touch.
@@ -13,9 +15,26 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import sys
+from pathlib import Path
 
-from invoke import Collection, Task
+from invoke import Collection, Exit, Task, task
+
+PROJECT = Path(__file__).resolve().parent.parent
+# Why a module could not be collected (a user's broken module, a task defined twice): said in
+# one sentence when a task runs, so importing this package never exits.
+PROBLEMS: list[str] = []
+
+
+def _used_here(module) -> bool:
+    """A module for one system (USED_WITH, e.g. "slurm") is listed where the project has its files."""
+    paths = getattr(module, "USED_WITH", ())
+    return not paths or any((PROJECT / path).exists() for path in paths)
+
+
+@task
+def _no_problems(c):
+    if PROBLEMS:
+        raise Exit(PROBLEMS[0])
 
 
 def _collect() -> Collection:
@@ -26,17 +45,24 @@ def _collect() -> Collection:
         try:
             module = importlib.import_module(name)
         except Exception as error:  # a user's broken module: one sentence, not a traceback
-            sys.exit(f"tasks/{module_info.name}.py cannot be imported ({type(error).__name__}: {error}); fix it.")
+            PROBLEMS.append(
+                f"tasks/{module_info.name}.py cannot be imported ({type(error).__name__}: {error}); fix it."
+            )
+            continue
+        if not _used_here(module):
+            continue
         for value in vars(module).values():
             if not isinstance(value, Task) or value.body.__module__ != name:
                 continue  # tasks imported from another module are listed there
             task_name = value.name or value.body.__name__.replace("_", "-")
             if task_name in owners:
-                sys.exit(
+                PROBLEMS.append(
                     f"the task {task_name!r} is defined twice (tasks/{owners[task_name]}.py and "
                     f"tasks/{module_info.name}.py); rename one of them."
                 )
+                continue
             owners[task_name] = module_info.name
+            value.pre = [_no_problems, *(t for t in value.pre if t is not _no_problems)]
             namespace.add_task(value)
     return namespace
 

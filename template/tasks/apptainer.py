@@ -11,6 +11,9 @@ from .settings import Settings, settings
 
 APPTAINER_HOW = "install Apptainer (apptainer.org) or run this on a node that has it"
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("apptainer.def",)
+
 
 def clean_tag(what: str) -> str:
     """The commit's tag, refusing a tree with uncommitted changes: the name would lie about the content."""

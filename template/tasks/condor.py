@@ -30,6 +30,9 @@ CONDOR_DIR = ROOT / "htcondor"
 LAST_CLUSTER = CONDOR_DIR / ".last-cluster"
 FLAVOURS = ("docker", "apptainer", "pixi-pack")
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("htcondor",)
+
 
 def resource_commands(s: Settings) -> list[tuple[str, str]]:
     """pixi.toml's [tool.invoke-tasks.htcondor] resources, as submit commands (one place)."""

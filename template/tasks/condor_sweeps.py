@@ -23,6 +23,9 @@ from .condor import CONDOR_DIR, job_dirs, last_cluster
 from .helpers import ROOT, SUBMIT_TIMEOUT, git, query, run, tool
 from .sweeps import Row, job_row, print_states, print_table, read_record, write_record
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("htcondor",)
+
 RESULTS = CONDOR_DIR / "results"
 ATTRIBUTES = "ClusterId,ProcId,JobStatus,HoldReason,HoldReasonCode,HoldReasonSubCode,ExitCode,ExitBySignal,Args"
 # JobStatus values, from the manual's JobStatus table.

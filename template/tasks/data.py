@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import random
-import struct
 import sys
 from pathlib import Path
 
 from invoke import Exit, task
 
-from .helpers import ROOT, fetcher, run, tool
+from .helpers import ROOT, fetcher, run, source_module, tool
 from .settings import settings
 
 MiB = 2**20
@@ -46,25 +44,17 @@ def fetch_data(c, extract: bool = False):
 
 
 def plot_metrics(metrics: list[Path], output: Path) -> None:
-    """src/plot_metrics.py in the cpu environment (matplotlib lives there), or here if it has matplotlib."""
+    """src/plot_metrics.py in the default environment (matplotlib lives there), or here if it has matplotlib."""
     script = [str(ROOT / "src" / "plot_metrics.py"), *map(str, metrics), "--output", str(output)]
     if importlib.util.find_spec("matplotlib") is not None:
         run([sys.executable, *script], "plot_metrics.py")
     else:
         run(
-            [tool("pixi", "install it from pixi.sh"), "run", "--environment", "cpu", "python", *script],
+            [tool("pixi", "install it from pixi.sh"), "run", "--environment", "default", "python", *script],
             "plot_metrics.py",
         )
 
 
 def tiny_mnist(directory: Path, train: int = 128, test: int = 32) -> Path:
-    """Write a tiny random MNIST (IDX files) for smoke runs; no torch needed here."""
-    rng = random.Random(0)
-    for prefix, n in (("train", train), ("t10k", test)):
-        (directory / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">4B3I", 0, 0, 8, 3, n, 28, 28) + bytes(rng.randrange(256) for _ in range(n * 784))
-        )
-        (directory / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">4BI", 0, 0, 8, 1, n) + bytes(rng.randrange(10) for _ in range(n))
-        )
-    return directory
+    """A tiny MNIST in the real file format for smoke runs (src/tiny_mnist.py; no torch needed)."""
+    return source_module("tiny_mnist").tiny_mnist(directory, train, test)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from .helpers import LOCK, QUERY_TIMEOUT, run, tool
+from .helpers import LOCK, QUERY_TIMEOUT, ROOT, run, tool
 from .settings import settings
 
 PIXI_HOW = "install it from pixi.sh"
@@ -19,38 +19,88 @@ def pixi() -> str:
     return tool("pixi", PIXI_HOW)
 
 
+# name -> (command printing its version, project file that shows it is used, what to do where it is missing)
+TOOLS = {
+    "pixi": (["pixi", "--version"], "", f"{PIXI_HOW} (every other tool comes from its environments)"),
+    "docker engine": (
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        "Dockerfile",
+        "needed only to build and push images: install Docker (docs.docker.com/engine/install)",
+    ),
+    "apptainer": (
+        ["apptainer", "--version"],
+        "apptainer.def",
+        "needed only to build .sif images: install Apptainer (apptainer.org) or use a cluster node that has it",
+    ),
+    "htcondor": (
+        ["condor_version"],
+        "htcondor",
+        "HTCondor jobs are submitted from an access point: run submit-condor there",
+    ),  # condor_submit has no -version
+    "sbatch": (["sbatch", "--version"], "slurm", "SLURM jobs are submitted from a login node: run submit-slurm there"),
+    "nvidia-smi": (
+        ["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
+        "",
+        "no NVIDIA driver here: train on the CPU (pixi run train) or on a cluster's GPUs",
+    ),
+}
+# Why a present tool may not work, recognised in its error output, and the next step.
+NOT_WORKING = [
+    ("permission denied", "you may not use the Docker engine: add yourself to the docker group and log in again"),
+    ("cannot connect", "the engine is not running: start it (sudo systemctl start docker, or open Docker Desktop)"),
+    ("daemon running", "the engine is not running: start it (sudo systemctl start docker, or open Docker Desktop)"),
+    ("slurm_conf", "SLURM is not configured on this machine: run this on the cluster's login node"),
+    ("configuration", "this machine is not part of a pool or cluster: run this on its access point or login node"),
+    ("nvml", "the NVIDIA driver is not loaded or does not match its library: reboot, or reinstall the driver"),
+]
+
+
+def tool_report(argv: list[str], missing: str) -> str:
+    """One line: the tool's version, or why it is not usable here and what to do."""
+    if shutil.which(argv[0]) is None:
+        return f"missing; {missing}"
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=QUERY_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return f"present, but not answering within {QUERY_TIMEOUT} s; run `{' '.join(argv)}` to see where it hangs"
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    if result.returncode == 0 and lines:
+        return lines[0]
+    error = (result.stderr or result.stdout).strip().splitlines()
+    reason = error[0] if error else f"exit status {result.returncode}"
+    step = next(
+        (s for key, s in NOT_WORKING if key in (result.stderr + result.stdout).lower()),
+        f"run `{' '.join(argv)}` to see why",
+    )
+    return f"present, but not working ({reason[:120]}); {step}"
+
+
 @task(help={"environment": "pixi environment to report on (default: the container environment)"})
 def doctor(c, environment: str = ""):
     """Report which tools are here, and whether the GPU driver can run the locked CUDA."""
     s = settings(c)
     environment = environment or s.environment
-    tools = {
-        "pixi": ["pixi", "--version"],
-        "docker engine": ["docker", "version", "--format", "{{.Server.Version}}"],
-        "apptainer": ["apptainer", "--version"],
-        "htcondor": ["condor_version"],  # condor_submit has no -version
-        "sbatch": ["sbatch", "--version"],
-        "nvidia-smi": ["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
-    }
-    for name, argv in tools.items():
-        if shutil.which(argv[0]) is None:
-            print(f"{name:15} missing")
-            continue
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=QUERY_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            print(f"{name:15} present, but not answering within {QUERY_TIMEOUT} s")
-            continue
-        version = (result.stdout or result.stderr).strip().splitlines()
-        print(f"{name:15} {version[0] if version and result.returncode == 0 else 'present, but not working'}")
-    needed = locked_cuda_version(environment, s.subdir if s.platform else "linux-64")
+    for name, (argv, used_with, missing) in TOOLS.items():
+        if used_with and not (ROOT / used_with).exists():
+            continue  # a system this project does not use
+        print(f"{name:15} {tool_report(argv, missing)}")
+    pinned = s.pixi_version or "not pinned; add requires-pixi = '>=X.Y.Z' under [workspace] in pixi.toml"
+    print(f"{'pixi (pinned)':15} {pinned}")
+    if not LOCK.is_file():
+        print(f"{'lock CUDA':15} no pixi.lock yet; run `pixi lock` and commit pixi.lock")
+        needed = None
+    else:
+        needed = locked_cuda_version(environment, s.subdir if s.platform else "linux-64")
+        print(f"{'lock CUDA':15} {needed or f'none: the {environment} environment has no CUDA (CPU-only PyTorch)'}")
     driver = driver_cuda_version()
-    print(f"{'pixi (pinned)':15} {s.pixi_version or 'not pinned (no requires-pixi in pixi.toml)'}")
-    print(f"{'lock CUDA':15} {needed or 'none (no cuda-version in the ' + environment + ' environment)'}")
-    print(f"{'driver CUDA':15} {driver or 'no NVIDIA driver found'}")
+    print(f"{'driver CUDA':15} {driver or 'none: no NVIDIA driver found (GPU jobs run on the cluster)'}")
     if needed and driver:
         ok = int(driver.split(".")[0]) >= int(needed.split(".")[0])
-        print(f"{'verdict':15} {'ok' if ok else 'the driver is too old for the locked CUDA'}")
+        advice = (
+            f"the driver (CUDA {driver}) is too old for the locked CUDA {needed}; update the NVIDIA driver, "
+            "or lower cuda_version with copier update"
+        )
+        print(f"{'verdict':15} {'ok' if ok else advice}")
 
 
 def locked_cuda_version(environment: str, subdir: str = "linux-64", lock_path: Path = LOCK) -> str | None:
@@ -111,17 +161,10 @@ def install(c, environment: str = ""):
     )
 
 
-def tests_environment(c) -> str:
-    """The environment that has the `test` task: cpu in the template, default in many manifests."""
-    environments = settings(c).environments
-    return "cpu" if "cpu" in environments else "default"
-
-
 @task(help={"slow": "the slow end-to-end tests too (`pixi run test-all`, as CI runs them)"})
 def test(c, slow: bool = False):
-    """Run the project's tests in the locked cpu environment (the quick ones unless --slow)."""
-    name = "test-all" if slow else "test"
-    run([pixi(), "run", "--locked", "--environment", tests_environment(c), name], "the tests")
+    """Run the project's tests in the locked default (CPU) environment (the quick ones unless --slow)."""
+    run([pixi(), "run", "--locked", "--environment", "default", "test-all" if slow else "test"], "the tests")
 
 
 @task(help={"epochs": "epochs to train (default: the recipe's)", "environment": "pixi environment (default: default)"})

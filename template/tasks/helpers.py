@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import shlex
@@ -48,16 +49,20 @@ def read_toml(path: Path) -> dict:
         raise Exit(f"{path.name} is not valid TOML ({error}); fix it before running tasks.") from None
 
 
-def fetcher():
-    """src/fetch_data.py: one implementation of the data's pins, download and extraction."""
+def source_module(name: str):
+    """A module of src/ (fetch_data, tiny_mnist): one implementation for the pixi tasks and Invoke."""
     source = str(ROOT / "src")
     if source not in sys.path:
         sys.path.insert(0, source)
     try:
-        import fetch_data
+        return importlib.import_module(name)
     except ImportError:
-        raise Exit("src/fetch_data.py is missing; restore it from the template.") from None
-    return fetch_data
+        raise Exit(f"src/{name}.py is missing; restore it from the template.") from None
+
+
+def fetcher():
+    """src/fetch_data.py: one implementation of the data's pins, download and extraction."""
+    return source_module("fetch_data")
 
 
 def tool(name: str, how: str) -> str:

@@ -17,6 +17,9 @@ from .settings import settings
 
 TEST_UID = "12345:12345"  # an arbitrary non-root user, as batch systems use
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("Dockerfile",)
+
 
 def image_tags() -> list[str]:
     """latest, the commit's short SHA (what jobs run) and the lock digest."""
@@ -74,7 +77,7 @@ def stream_errors(chunk: dict) -> str | None:
 
 
 def _progress(chunk: dict, state: dict) -> None:
-    """A compact progress display for docker-py's push stream."""
+    """A compact progress display for docker-py's push and pull streams (one line, rewritten)."""
     if "id" in chunk and "progressDetail" in chunk and chunk["progressDetail"].get("total"):
         state[chunk["id"]] = chunk["progressDetail"]
         done = sum(d.get("current", 0) for d in state.values())
@@ -138,11 +141,14 @@ def build_image(
         network_mode=network or None,
         decode=True,
     )
+    pulls: dict = {}  # base images pulled by FROM report layer progress, as docker pull shows it
     for chunk in stream:
         if (message := stream_errors(chunk)) is not None:
             raise Exit(f"the image build failed: {message}")
         if "stream" in chunk:
             print(chunk["stream"], end="", flush=True)
+        elif "status" in chunk:
+            _progress(chunk, pulls)
         if "aux" in chunk and "ID" in chunk["aux"]:
             image_id = chunk["aux"]["ID"]
     if image_id is None:

@@ -16,6 +16,9 @@ SLURM_DIR = ROOT / "slurm"
 SLURM_SCRIPT = SLURM_DIR / "train.sbatch"
 LAST_JOB = SLURM_DIR / ".last-job"
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("slurm",)
+
 
 def sbatch_options(c) -> list[str]:
     """pixi.toml's [tool.invoke-tasks.slurm] as sbatch options (they win over #SBATCH lines)."""

@@ -18,6 +18,9 @@ from .helpers import ROOT, SUBMIT_TIMEOUT, query, run, tool
 from .settings import settings
 from .sweeps import Row, job_row, print_states, print_table, provenance_facts, read_record, write_record
 
+# Listed only in projects that use this system (tasks/__init__.py).
+USED_WITH = ("slurm",)
+
 SLURM_DIR = ROOT / "slurm"
 RESULTS = SLURM_DIR / "results"
 WAITING = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "REQUEUE_HOLD"}
