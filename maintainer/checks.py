@@ -92,25 +92,7 @@ def manifest_semantics(manifest: dict) -> list[str]:
             problems.append(f"environments {seen[key]} and {env} have the same features: keep one")
         seen.setdefault(key, env)
     if "gpu" in features:
-        gpu = features["gpu"]
-        deps = gpu.get("dependencies", {})
-        if "pytorch-gpu" not in deps or "cuda-version" not in deps:
-            problems.append("feature.gpu must depend on pytorch-gpu and pin cuda-version")
-        platforms = gpu.get("platforms", [])
-        for name in platforms:
-            entry = named.get(name)
-            if entry is None or entry.get("platform") not in LINUX_SUBDIRS or "cuda" not in entry:
-                problems.append(f"feature.gpu platform {name!r} must be a Linux workspace platform declaring cuda")
-            else:
-                pin_major = str(deps.get("cuda-version", "")).split(".")[0]
-                if str(entry["cuda"]).split(".")[0] != pin_major:
-                    problems.append(
-                        f"platform {name!r} declares cuda {entry['cuda']} but cuda-version is {pin_major}.x"
-                    )
-        if not platforms:
-            problems.append("feature.gpu must be limited to the CUDA platform")
-        if "gpu" not in environments.get("gpu", {}).get("features", []):
-            problems.append("environment gpu must include the gpu feature")
+        problems += gpu_feature_problems(features["gpu"], named, environments)
     # A feature without `platforms` is solved for every workspace platform, named CUDA ones
     # included (extra solves, a bigger lock): the CPU-side features list the plain ones.
     plain = [e for e in entries if isinstance(e, str)]
@@ -134,6 +116,28 @@ def manifest_semantics(manifest: dict) -> list[str]:
     image = settings.get("image", "")
     if not image or image != image.lower():
         problems.append("tool.invoke-tasks.image must be set and lowercase")
+    return problems
+
+
+def gpu_feature_problems(gpu: dict, named: dict, environments: dict) -> list[str]:
+    """The gpu feature: pytorch-gpu, a cuda-version pin agreeing with its CUDA platform entries."""
+    problems = []
+    deps = gpu.get("dependencies", {})
+    if "pytorch-gpu" not in deps or "cuda-version" not in deps:
+        problems.append("feature.gpu must depend on pytorch-gpu and pin cuda-version")
+    platforms = gpu.get("platforms", [])
+    for name in platforms:
+        entry = named.get(name)
+        if entry is None or entry.get("platform") not in LINUX_SUBDIRS or "cuda" not in entry:
+            problems.append(f"feature.gpu platform {name!r} must be a Linux workspace platform declaring cuda")
+        else:
+            pin_major = str(deps.get("cuda-version", "")).split(".")[0]
+            if str(entry["cuda"]).split(".")[0] != pin_major:
+                problems.append(f"platform {name!r} declares cuda {entry['cuda']} but cuda-version is {pin_major}.x")
+    if not platforms:
+        problems.append("feature.gpu must be limited to the CUDA platform")
+    if "gpu" not in environments.get("gpu", {}).get("features", []):
+        problems.append("environment gpu must include the gpu feature")
     return problems
 
 

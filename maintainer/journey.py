@@ -316,13 +316,14 @@ class Journey:
         git(project, "add", "-A")
         git(project, "commit", "-q", "-m", f"from {release}")
         training = project / "src" / "torch_MNIST.py"
-        edited = training.read_text().replace('default=1.0, help="learning rate"', 'default=0.5, help="learning rate"')
+        # An edit to the model, the part of the script researchers change.
+        edited = training.read_text().replace("self.dropout2 = nn.Dropout(0.5)", "self.dropout2 = nn.Dropout(0.4)")
         if edited == training.read_text():
-            raise StepFailed(f"step update: the journey's edit (the default learning rate) no longer fits {training}")
+            raise StepFailed(f"step update: the journey's edit (the model's dropout) no longer fits {training}")
         training.write_text(edited)
         git(project, "commit", "-q", "-am", "my edit")
         copier.run_update(str(project), defaults=True, overwrite=True, conflict="inline", vcs_ref="HEAD")
-        if 'default=0.5, help="learning rate"' not in training.read_text():
+        if "self.dropout2 = nn.Dropout(0.4)" not in training.read_text():
             raise StepFailed("step update: the user's edit was lost")
         conflicts = [
             p

@@ -13,6 +13,7 @@ import tomllib
 
 import pytest
 
+from maintainer.checks import run_checks
 from maintainer.render import load_answers, render
 
 SLURM = {"batch_systems": ["htcondor", "slurm"]}
@@ -109,3 +110,12 @@ def test_a_description_starting_with_percent_is_refused(tmp_path):
 def test_a_description_ending_in_a_backslash_is_refused(tmp_path):
     with pytest.raises(ValueError, match="must not end with a backslash"):
         render(tmp_path / "p", {"description": "A study \\"})
+
+
+def test_pixi_checks_accept_the_hostile_answers(hostile):
+    """pixi's manifest schema and the lesson's needs, on the manifest that holds the answers."""
+    from tests.test_generated_files import assert_findings
+
+    findings = run_checks(hostile, ["pixi"])
+    assert findings
+    assert_findings(findings)

@@ -188,6 +188,6 @@ def test_breaking_a_file_turns_its_check_red(copy_of, case):
 def test_broken_training_code_fails_the_project_tests(copy_of):
     project = copy_of("cpu-linux")
     # An off-by-one in the IDX header arithmetic must be caught by the project's tests.
-    edit(project / "src/torch_MNIST.py", "header = 4 + 4 * ndim", "header = 4 + 4 * ndim + 1")
+    edit(project / "src/mnist_idx.py", "header = 4 + 4 * ndim", "header = 4 + 4 * ndim + 1")
     failed = failures(project, "tests")
     assert failed and re.search(r"\d+ failed", failed[0].detail)

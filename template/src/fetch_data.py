@@ -350,13 +350,15 @@ def extract(archive: Path, into: Path, max_bytes: int = DEFAULTS["max-extracted-
         members = safe_members(tar, archive, max_bytes)
         (into / DATA_DIR).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=into / DATA_DIR, prefix=".extract-") as scratch:
-            tar.extractall(scratch, members=members, filter="data")
+            # tarfile's "data" filter (Python >= 3.11.4) as a second guard where it exists.
+            tar.extractall(scratch, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
             for path in sorted(Path(scratch).rglob("*")):
                 if path.is_file() and not path.is_symlink():
                     name = path.relative_to(scratch).as_posix()
                     target = into / name
                     target.parent.mkdir(parents=True, exist_ok=True)
                     files[name] = path.stat().st_size
+                    os.chmod(path, 0o644)  # readable by the group's jobs; never the archive's own bits
                     os.replace(path, target)
     extracted = {**read_stamp(archive).get("extracted", {}), key: files}
     write_stamp(archive, extracted=extracted)
