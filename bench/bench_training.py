@@ -1,18 +1,30 @@
-"""Benchmark: the lesson's MNIST training loop against the template's, same model, same data.
+"""Benchmark: what a user feels, the lesson's recipe against the template's defaults.
 
-(a) lesson: a Dataset of per-sample tensors normalised one image at a time, a DataLoader
-    (batch 64, shuffled), `loss.item()` every 10 batches, evaluation through a DataLoader.
-(b) template: src/torch_MNIST.py's loop with the script's own defaults (no flags: bf16 and
-    channels_last chosen for the hardware), the whole split resident on the device.
+In one run, on the same data and the same model:
+(a) lesson: the lesson's loop and recipe (a Dataset normalising one image at a time, a
+    DataLoader of batch 64, Adadelta lr 1.0, StepLR 0.7, 14 epochs, `loss.item()` every 10
+    batches, evaluation through a DataLoader);
+(b) template: src/torch_MNIST.py's defaults (its recipe, precision and memory format chosen
+    for the hardware, the whole split resident on the device), trained by its own functions;
+(c) ceiling: forward, backward and optimiser step of the template's model and recipe on one
+    resident batch, nothing else: the most samples/s this hardware gives that recipe.
 
-Prints the CPU/GPU, training samples/s for each, the ratio (below 1x is reported as a
-failure: the defaults must never lose to the lesson), and the test accuracy of each.
-Data: real handwriting by default (scikit-learn's 8x8 digits upsampled to MNIST's 28x28,
-with random shifts to reach --samples images), or real MNIST with --mnist DIR, which
-also times torch_MNIST.py's defaults to --target test accuracy (0.99).
+Each loop is evaluated after every epoch; the time to the target test accuracy (--target, by
+default the lesson recipe's final accuracy) counts its training and evaluation. Epochs
+alternate between (a) and (b), and short blocks of (b)'s loop alternate with (c), so that
+load from other processes on a shared machine falls on both alike.
+The last three lines are the results:
+
+    time-to-target ratio: R.RRx       (lesson's time / template's time)
+    accuracy: lesson A, template B    (final test accuracies)
+    ceiling fraction: F.FF            (template loop's samples/s / the ceiling's)
+
+Data: real handwriting by default (scikit-learn's 8x8 digits upsampled to MNIST's 28x28, with
+random shifts to reach --samples images), or real MNIST with --mnist DIR.
 
     python bench/bench_training.py
-    python bench/bench_training.py --mnist data --epochs 1 --device cuda
+    python bench/bench_training.py --mnist data --device cuda --target 0.99
+    python bench/bench_training.py --samples 4000 --json bench.json
 """
 
 from __future__ import annotations
@@ -21,7 +33,6 @@ import argparse
 import json
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +41,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "template" / "src"))
-import torch_MNIST  # noqa: E402  (the template's training code, as every project gets it)
+import hardware  # noqa: E402  (the template's code, as every project gets it)
+import torch_MNIST  # noqa: E402
+from mnist_idx import load_split  # noqa: E402
+
+LESSON_EPOCHS = 14
 
 
 def digits_as_mnist(samples: int, seed: int = 0):
@@ -68,156 +83,123 @@ class PerSampleDataset(Dataset):
         return (image - torch_MNIST.MNIST_MEAN) / torch_MNIST.MNIST_STD, int(self.labels[index])
 
 
-def lesson_epoch(model, optimizer, loader, device):
-    model.train()
-    for batch_idx, (data, target) in enumerate(loader):
-        data, target = data.to(device), target.to(device)
-        optimizer.zero_grad()
-        loss = F.nll_loss(model(data), target)
-        loss.backward()
-        optimizer.step()
-        if batch_idx % 10 == 0:
-            loss.item()  # the lesson logs (and so synchronises) every 10 batches
+class Lesson:
+    """The lesson's loop and recipe (pytorch/examples mnist/main.py)."""
+
+    def __init__(self, train, test, device):
+        torch.manual_seed(1)
+        self.device, self.model = device, torch_MNIST.Net().to(device)
+        self.optimizer = torch.optim.Adadelta(self.model.parameters(), lr=1.0)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=0.7)
+        self.train_loader = DataLoader(PerSampleDataset(*train), batch_size=64, shuffle=True)
+        self.test_loader = DataLoader(PerSampleDataset(*test), batch_size=1000)
+        self.epochs = LESSON_EPOCHS
+
+    def epoch(self) -> float:
+        self.model.train()
+        for batch_idx, (data, target) in enumerate(self.train_loader):
+            data, target = data.to(self.device), target.to(self.device)
+            self.optimizer.zero_grad()
+            loss = F.nll_loss(self.model(data), target)
+            loss.backward()
+            self.optimizer.step()
+            if batch_idx % 10 == 0:
+                loss.item()  # the lesson logs (and so synchronises) every 10 batches
+        self.scheduler.step()
+        self.model.eval()
+        correct = 0
+        with torch.no_grad():
+            for data, target in self.test_loader:
+                data, target = data.to(self.device), target.to(self.device)
+                correct += self.model(data).argmax(dim=1).eq(target).sum().item()
+        return correct / len(self.test_loader.dataset)
 
 
-def lesson_accuracy(model, loader, device):
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for data, target in loader:
-            data, target = data.to(device), target.to(device)
-            correct += model(data).argmax(dim=1).eq(target).sum().item()
-    return correct / len(loader.dataset)
+class Template:
+    """src/torch_MNIST.py's defaults, run by the script's own functions."""
+
+    def __init__(self, train, test, device, argv=()):
+        self.args = torch_MNIST.parse_args(["--device", str(device), *argv])
+        hardware.set_up(self.args.seed, self.args.threads, self.args.deterministic)
+        precision = hardware.choose_precision(self.args.amp, device)
+        self.channels_last = hardware.choose_channels_last(self.args.channels_last, device, precision)
+        self.bf16 = precision == torch.bfloat16
+        self.train_x, self.train_y = torch_MNIST.to_device(*train, device, self.channels_last)
+        self.test_x, self.test_y = torch_MNIST.to_device(*test, device, self.channels_last)
+        self.model, self.optimizer, self.scheduler = self.new_model(-(-len(self.train_y) // self.args.batch_size))
+        self.epochs = self.args.epochs
+
+    def new_model(self, steps_per_epoch: int):
+        memory_format = torch.channels_last if self.channels_last else torch.preserve_format
+        model = torch_MNIST.Net().to(self.train_x.device, memory_format=memory_format)
+        return model, *torch_MNIST.make_optimizer(model, self.args, steps_per_epoch)
+
+    def autocast(self):
+        return torch.autocast(self.train_x.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def epoch(self) -> float:
+        parts = (self.model, self.optimizer, self.scheduler)
+        torch_MNIST.train_epoch(*parts, self.train_x, self.train_y, self.args, self.autocast)
+        return torch_MNIST.evaluate(self.model, self.test_x, self.test_y, self.args.test_batch_size, self.autocast)[1]
 
 
 def timed(device, fn):
-    torch_MNIST.synchronize(device)
+    hardware.synchronize(device)
     start = time.perf_counter()
-    fn()
-    torch_MNIST.synchronize(device)
-    return time.perf_counter() - start
+    result = fn()
+    hardware.synchronize(device)
+    return time.perf_counter() - start, result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mnist", type=Path, help="directory with real MNIST IDX files (default: sklearn digits)")
-    parser.add_argument("--samples", type=int, default=12000, help="training images from sklearn digits (12000)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs for each loop (2)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto)")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size of the template loop (64)")
-    parser.add_argument("--amp", choices=torch_MNIST.SWITCH, help="template loop's --amp (its default)")
-    parser.add_argument("--channels-last", choices=torch_MNIST.SWITCH, help="template loop's --channels-last")
-    parser.add_argument("--target", type=float, default=0.99, help="with --mnist: time to this test accuracy (0.99)")
-    parser.add_argument("--max-epochs", type=int, default=14, help="with --mnist: give up on --target after (14)")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
-    device = torch_MNIST.pick_device(args.device)
-    defaults = torch_MNIST.parse_args([])  # the script's defaults: one place for them
-    amp_request = args.amp or defaults.amp
-    channels_last_request = args.channels_last or defaults.channels_last
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+def race(lesson: Lesson, template: Template, device) -> dict:
+    """Both recipes to their end, epochs alternating: each one's accuracy and elapsed seconds."""
+    loops = (("lesson", lesson), ("template", template))
+    results = {name: {"epochs": loop.epochs, "accuracy": [], "seconds": []} for name, loop in loops}
+    for epoch in range(1, max(lesson.epochs, template.epochs) + 1):
+        for name, loop in loops:
+            row = results[name]
+            if epoch > loop.epochs:
+                continue
+            seconds, accuracy = timed(device, loop.epoch)
+            row["accuracy"].append(accuracy)
+            row["seconds"].append(seconds + (row["seconds"][-1] if row["seconds"] else 0.0))
+            print(f"{name:8} epoch {epoch:>2}: accuracy {accuracy:.4f}, {row['seconds'][-1]:7.1f} s", flush=True)
+    return results
 
-    if args.mnist:
-        train = torch_MNIST.load_split(args.mnist, "train")
-        test = torch_MNIST.load_split(args.mnist, "test")
-        source = f"MNIST from {args.mnist}"
-    else:
-        train, test = digits_as_mnist(args.samples)
-        source = f"sklearn digits as 28x28 ({args.samples} train, {len(test[1])} test)"
-    n_train = len(train[1])
 
-    # (a) the lesson's loop
-    torch.manual_seed(1)
-    lesson_model = torch_MNIST.Net().to(device)
-    lesson_optimizer = torch.optim.Adadelta(lesson_model.parameters(), lr=1.0)
-    lesson_scheduler = torch.optim.lr_scheduler.StepLR(lesson_optimizer, step_size=1, gamma=0.7)
-    train_loader = DataLoader(PerSampleDataset(*train), batch_size=64, shuffle=True)
-    test_loader = DataLoader(PerSampleDataset(*test), batch_size=1000)
+def time_to(row: dict, target: float) -> float | None:
+    """Seconds until the first epoch whose test accuracy reached ``target``."""
+    return next((s for a, s in zip(row["accuracy"], row["seconds"], strict=True) if a >= target), None)
 
-    # (b) the template's loop
-    torch.manual_seed(1)
-    precision = torch_MNIST.choose_precision(amp_request, device)
-    channels_last = torch_MNIST.choose_channels_last(channels_last_request, device, precision)
-    amp = precision == torch.bfloat16
-    t0 = time.perf_counter()
-    train_x, train_y = torch_MNIST.to_device(*train, device, channels_last)
-    test_x, test_y = torch_MNIST.to_device(*test, device, channels_last)
-    torch_MNIST.synchronize(device)
-    load_seconds = time.perf_counter() - t0
-    model = torch_MNIST.Net().to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
 
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+def ceiling_fraction(template: Template, device, rounds: int, steps: int) -> dict:
+    """The template loop's samples/s on ``steps`` batches against the ceiling's, in alternating
+    blocks (loop, ceiling, ceiling, loop, ...) so that a change in load falls on both."""
+    args, batch = template.args, template.args.batch_size
+    x, y = template.train_x[: steps * batch], template.train_y[: steps * batch]
+    model, optimizer, scheduler = template.new_model(steps * 2 * (rounds + 1))  # steps of the schedule
+    resident_x, resident_y = x[:batch].clone(), y[:batch].clone()
 
-    # Kernels are built on first use (oneDNN's bf16 ones take seconds): a few untimed steps
-    # of each loop on throwaway models, so that small data sets measure the loops alone.
-    warm = slice(0, 5 * 64)
-    spare = torch_MNIST.Net().to(device)
-    lesson_epoch(
-        spare,
-        torch.optim.Adadelta(spare.parameters()),
-        DataLoader(PerSampleDataset(train[0][warm], train[1][warm]), batch_size=64),
-        device,
-    )
-    spare = torch_MNIST.Net().to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    torch_MNIST.train_epoch(
-        spare, torch.optim.Adadelta(spare.parameters()), train_x[warm], train_y[warm], args.batch_size, autocast
-    )
+    def loop():
+        torch_MNIST.train_epoch(model, optimizer, scheduler, x, y, args, template.autocast)
 
-    # Epochs alternate between the loops, so that load from other processes on a shared
-    # machine falls on both alike.
-    lesson_seconds = new_seconds = 0.0
-    for _ in range(args.epochs):
-        lesson_seconds += timed(device, lambda: lesson_epoch(lesson_model, lesson_optimizer, train_loader, device))
-        lesson_scheduler.step()
-        new_seconds += timed(
-            device, lambda: torch_MNIST.train_epoch(model, optimizer, train_x, train_y, args.batch_size, autocast)
-        )
-        scheduler.step()
-    lesson_acc = lesson_accuracy(lesson_model, test_loader, device)
-    _, new_acc = torch_MNIST.evaluate(model, test_x, test_y, 1000, autocast)
+    def ceiling():
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            with template.autocast():
+                loss = torch_MNIST.loss_function(model(resident_x), resident_y, args)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
 
-    lesson_rate = args.epochs * n_train / lesson_seconds
-    new_rate = args.epochs * n_train / new_seconds
-    results = {
-        "device": str(device),
-        "hardware": hardware,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "data": source,
-        "epochs": args.epochs,
-        "lesson": {"batch_size": 64, "samples_per_second": lesson_rate, "test_accuracy": lesson_acc},
-        "template": {
-            "batch_size": args.batch_size,
-            "amp": amp_request,
-            "channels_last_request": channels_last_request,
-            "bf16_autocast": amp,
-            "channels_last": channels_last,
-            "samples_per_second": new_rate,
-            "test_accuracy": new_acc,
-            "load_seconds": load_seconds,
-        },
-        "ratio": new_rate / lesson_rate,
-    }
-    print(f"{hardware}; device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {source}")
-    print(f"lesson loop   (DataLoader, batch 64):          {lesson_rate:9,.0f} samples/s, accuracy {lesson_acc:.4f}")
-    print(
-        f"template loop (on-device, batch {args.batch_size}, bf16={amp}, channels_last={channels_last}): "
-        f"{new_rate:9,.0f} samples/s, accuracy {new_acc:.4f}"
-    )
-    print(f"ratio: {results['ratio']:.2f}x")
-    if args.mnist:
-        results["time_to_target"] = time_to_target(args, device)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    if results["ratio"] < 1 and not (args.amp or args.channels_last):
-        print(f"FAIL: with its defaults the template loop is {results['ratio']:.2f}x the lesson's.", file=sys.stderr)
-        return 1
-    return 0
+    loop(), ceiling()  # kernels are built on first use: untimed
+    seconds = {"loop": 0.0, "ceiling": 0.0}
+    for index in range(rounds):
+        order = (("loop", loop), ("ceiling", ceiling))
+        for name, fn in order if index % 2 == 0 else order[::-1]:
+            seconds[name] += timed(device, fn)[0]
+    rate = {name: rounds * steps * batch / value for name, value in seconds.items()}
+    return {"loop_samples_per_second": rate["loop"], "ceiling_samples_per_second": rate["ceiling"]}
 
 
 def cpu_name() -> str:
@@ -232,21 +214,60 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def time_to_target(args, device) -> dict:
-    """torch_MNIST.py as a user runs it (defaults, --target-accuracy) on real MNIST."""
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics = Path(tmp) / "metrics.json"
-        argv = ["--data-dir", str(args.mnist), "--device", str(device), "--metrics", str(metrics)]
-        argv += ["--epochs", str(args.max_epochs), "--target-accuracy", str(args.target)]
-        if torch_MNIST.main(argv) != 0:
-            raise SystemExit(f"torch_MNIST.py failed on {args.mnist}")
-        report = json.loads(metrics.read_text())
-    target = report["target"]
-    if target["epoch"] is None:
-        print(f"time to {100 * args.target:.1f}% accuracy: not reached in {args.max_epochs} epochs")
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist", type=Path, help="directory with real MNIST IDX files (default: sklearn digits)")
+    parser.add_argument("--samples", type=int, default=12000, help="training images from sklearn digits (12000)")
+    parser.add_argument(
+        "--target", type=float, help="test accuracy to time each recipe to (default: the lesson recipe's final one)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (auto)")
+    parser.add_argument("--template-args", default="", help="options for the template, e.g. '--batch-size 256'")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating blocks of the ceiling measurement (6)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    device = hardware.pick_device(args.device)
+    hardware_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    if args.mnist:
+        train, test = load_split(args.mnist, "train"), load_split(args.mnist, "test")
+        source = f"MNIST from {args.mnist}"
     else:
-        print(f"time to {100 * args.target:.1f}% accuracy: {target['seconds']:.1f} s (epoch {target['epoch']})")
-    return {**target, "precision": report["config"]["precision"], "memory_format": report["config"]["memory_format"]}
+        train, test = digits_as_mnist(args.samples)
+        source = f"sklearn digits as 28x28 ({args.samples} train, {len(test[1])} test)"
+    lesson, template = Lesson(train, test, device), Template(train, test, device, args.template_args.split())
+    print(f"{hardware_name}; device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {source}")
+    print(f"template: {vars(template.args)}, bf16 {template.bf16}, channels_last {template.channels_last}")
+    results = race(lesson, template, device)
+    results["ceiling"] = ceiling_fraction(template, device, args.rounds, steps=4)
+    results.update(hardware=hardware_name, device=str(device), torch=torch.__version__, data=source)
+    return report(results, args)
+
+
+def report(results: dict, args) -> int:
+    lesson, template, ceiling = results["lesson"], results["template"], results["ceiling"]
+    target = args.target or lesson["accuracy"][-1]
+    fraction = ceiling["loop_samples_per_second"] / ceiling["ceiling_samples_per_second"]
+    print(
+        f"ceiling: {ceiling['ceiling_samples_per_second']:,.0f} samples/s, "
+        f"template loop: {ceiling['loop_samples_per_second']:,.0f} samples/s"
+    )
+    for name, row in (("lesson", lesson), ("template", template)):
+        row["target_seconds"] = time_to(row, target)
+        when = f"{row['target_seconds']:.1f} s" if row["target_seconds"] else "never"
+        print(f"{name}: {row['epochs']} epochs in {row['seconds'][-1]:.1f} s; accuracy {target:.4f} reached: {when}")
+    reached = lesson["target_seconds"] and template["target_seconds"]
+    ratio = lesson["target_seconds"] / template["target_seconds"] if reached else float("nan")
+    results.update(target=target, ratio=ratio, ceiling_fraction=fraction)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"time-to-target ratio: {ratio:.2f}x")
+    print(f"accuracy: lesson {lesson['accuracy'][-1]:.4f}, template {template['accuracy'][-1]:.4f}")
+    print(f"ceiling fraction: {fraction:.2f}")
+    return 0 if reached else 1
 
 
 if __name__ == "__main__":

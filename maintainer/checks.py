@@ -6,6 +6,7 @@ installed gives a *skipped* row with the reason and the install command, never a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -18,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# The bindings need no pool to turn submit text into job ads; say so before they warn.
-os.environ.setdefault("CONDOR_CONFIG", os.devnull)
+from maintainer.project import project_tasks
+
 ROOT = Path(__file__).resolve().parent.parent
 # conda subdirs that can hold a CUDA platform entry (conda-forge builds CUDA PyTorch for both).
 LINUX_SUBDIRS = ("linux-64", "linux-aarch64")
@@ -91,25 +92,7 @@ def manifest_semantics(manifest: dict) -> list[str]:
             problems.append(f"environments {seen[key]} and {env} have the same features: keep one")
         seen.setdefault(key, env)
     if "gpu" in features:
-        gpu = features["gpu"]
-        deps = gpu.get("dependencies", {})
-        if "pytorch-gpu" not in deps or "cuda-version" not in deps:
-            problems.append("feature.gpu must depend on pytorch-gpu and pin cuda-version")
-        platforms = gpu.get("platforms", [])
-        for name in platforms:
-            entry = named.get(name)
-            if entry is None or entry.get("platform") not in LINUX_SUBDIRS or "cuda" not in entry:
-                problems.append(f"feature.gpu platform {name!r} must be a Linux workspace platform declaring cuda")
-            else:
-                pin_major = str(deps.get("cuda-version", "")).split(".")[0]
-                if str(entry["cuda"]).split(".")[0] != pin_major:
-                    problems.append(
-                        f"platform {name!r} declares cuda {entry['cuda']} but cuda-version is {pin_major}.x"
-                    )
-        if not platforms:
-            problems.append("feature.gpu must be limited to the CUDA platform")
-        if "gpu" not in environments.get("gpu", {}).get("features", []):
-            problems.append("environment gpu must include the gpu feature")
+        problems += gpu_feature_problems(features["gpu"], named, environments)
     # A feature without `platforms` is solved for every workspace platform, named CUDA ones
     # included (extra solves, a bigger lock): the CPU-side features list the plain ones.
     plain = [e for e in entries if isinstance(e, str)]
@@ -133,6 +116,28 @@ def manifest_semantics(manifest: dict) -> list[str]:
     image = settings.get("image", "")
     if not image or image != image.lower():
         problems.append("tool.invoke-tasks.image must be set and lowercase")
+    return problems
+
+
+def gpu_feature_problems(gpu: dict, named: dict, environments: dict) -> list[str]:
+    """The gpu feature: pytorch-gpu, a cuda-version pin agreeing with its CUDA platform entries."""
+    problems = []
+    deps = gpu.get("dependencies", {})
+    if "pytorch-gpu" not in deps or "cuda-version" not in deps:
+        problems.append("feature.gpu must depend on pytorch-gpu and pin cuda-version")
+    platforms = gpu.get("platforms", [])
+    for name in platforms:
+        entry = named.get(name)
+        if entry is None or entry.get("platform") not in LINUX_SUBDIRS or "cuda" not in entry:
+            problems.append(f"feature.gpu platform {name!r} must be a Linux workspace platform declaring cuda")
+        else:
+            pin_major = str(deps.get("cuda-version", "")).split(".")[0]
+            if str(entry["cuda"]).split(".")[0] != pin_major:
+                problems.append(f"platform {name!r} declares cuda {entry['cuda']} but cuda-version is {pin_major}.x")
+    if not platforms:
+        problems.append("feature.gpu must be limited to the CUDA platform")
+    if "gpu" not in environments.get("gpu", {}).get("features", []):
+        problems.append("environment gpu must include the gpu feature")
     return problems
 
 
@@ -369,26 +374,27 @@ def check_project_tests(project: Path) -> list[Finding]:
 
 
 # ------------------------------------------------------------------- HTCondor
-def condor_jobs(submit_text: str, cwd: Path) -> list:
-    """Job ClassAds from a submit description, without a schedd (htcondor 24.0 bindings)."""
-    os.environ.setdefault("CONDOR_CONFIG", os.devnull)
-    import htcondor
+def condor_jobs(project: Path, path: Path) -> list[dict]:
+    """Job ClassAds of one submit file, read by the project's own call into the bindings."""
+    answer = project_tasks(project).condor_bindings.describe(path.read_text(), [], path.parent)
+    if "crashed" in answer or "timeout" in answer:
+        raise RuntimeError(f"the bindings crashed or hung ({answer})")
+    if answer.get("error"):
+        raise RuntimeError(answer["error"])
+    return answer["ads"]
 
-    previous = Path.cwd()
-    os.chdir(cwd)  # relative paths in the submit file resolve against the submit directory
-    try:
-        return list(htcondor.Submit(submit_text).jobs())
-    finally:
-        os.chdir(previous)
+
+def _sizes(project: Path):
+    """The project's one reader of HTCondor sizes (tasks/sizes.py)."""
+    return project_tasks(project).sizes
 
 
 def condor_expectations(project: Path, flavour: str) -> list[str]:
-    """Problems with one rendered submit file, judged against the project's settings."""
+    """Problems with one rendered submit file, judged against the project's settings and answers."""
     settings = read_manifest(project)["tool"]["invoke-tasks"]
-    condor = settings["htcondor"]
-    gpu = "request-gpus" in condor
+    gpu = "gpu" in read_manifest(project).get("environments", {})
     path = project / "htcondor" / f"{flavour}.sub"
-    ads = condor_jobs(path.read_text(), path.parent)
+    ads = condor_jobs(project, path)
     problems = []
     if len(ads) != 1:
         return [f"expected 1 job, got {len(ads)}"]
@@ -406,16 +412,11 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
             problems.append(f"container image {image!r} is not a .sif file")
     elif universe != 5 or ad.get("WantContainer"):
         problems.append("pixi-pack jobs run in the vanilla universe without a container")
-    if gpu and ad.get("RequestGPUs") != condor["request-gpus"]:
-        problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected {condor['request-gpus']}")
+    if gpu and ad.get("RequestGPUs") != 1:
+        problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected 1 (training uses one GPU)")
     if gpu and str(ad.get("GPUsMinCapability", "")) == "":
         problems.append("no minimum GPU capability")
-    # RequestMemory is in MiB (rounded up), RequestDisk in KiB; bare numbers mean MiB and KiB.
-    expected_memory = math.ceil(_kib(condor["request-memory"], "M") / 1024)
-    if ad.get("RequestMemory") != expected_memory:
-        problems.append(f"RequestMemory is {ad.get('RequestMemory')}, expected {expected_memory}")
-    if ad.get("RequestDisk") != math.ceil(_kib(condor["request-disk"], "K")):
-        problems.append(f"RequestDisk is {ad.get('RequestDisk')} KiB, expected {condor['request-disk']}")
+    problems += _size_problems(project, path.read_text(), ad)
     inputs = [item.strip() for item in str(ad.get("TransferInput", "")).split(",")]
     if "../src" not in inputs or not any(i.endswith("MNIST_data.tar.gz") for i in inputs):
         problems.append(f"TransferInput {inputs} must hold ../src and MNIST_data.tar.gz")
@@ -425,9 +426,25 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
     return problems + submit_text_problems(path.read_text())
 
 
-# What condor_submit reads as a size: a number with an optional unit (K/KB, M/MB, G/GB, T/TB,
-# any case, an optional space); the bindings turn anything else into an attribute reference.
-SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]B?)?", re.I)
+def _size_problems(project: Path, text: str, ad: dict) -> list[str]:
+    """request_memory / request_disk: a size with a unit, and what the bindings read (MiB, KiB)."""
+    sizes, problems = _sizes(project), []
+    for command, attribute, unit in (
+        ("request_memory", "RequestMemory", 2**20),
+        ("request_disk", "RequestDisk", 2**10),
+    ):
+        values = re.findall(rf"^\s*{command}\s*=\s*(.*?)\s*$", text, re.M | re.I)
+        if len(values) != 1:
+            problems.append(f"{command} must be set once (got {values})")
+            continue
+        try:
+            expected = math.ceil(sizes.size_bytes(values[0], command) / unit)
+        except sizes.SizeError as error:
+            problems.append(str(error))
+            continue
+        if ad.get(attribute) != expected:
+            problems.append(f"{attribute} is {ad.get(attribute)}, expected {expected} ({values[0]})")
+    return problems
 
 
 def submit_text_problems(text: str) -> list[str]:
@@ -438,30 +455,14 @@ def submit_text_problems(text: str) -> list[str]:
     queues = len(re.findall(r"^\s*queue\b(?!\s*=)", text, re.M | re.I))
     if queues != 1:
         problems.append(f"{queues} queue statements: a submit file needs exactly one (the tasks fill it)")
-    for key in ("request_memory", "request_disk"):
-        values = re.findall(rf"^\s*{key}\s*=\s*(.*?)\s*$", text, re.M | re.I)
-        if len(values) != 1 or not SIZE.fullmatch(values[0]):
-            problems.append(f"{key} must be set once to a size such as 8GB, 8 GB or 8192 (got {values})")
     return problems
-
-
-def _kib(size: str, bare_unit: str) -> float:
-    """A size in KiB, as condor_submit reads it; a bare number counts in ``bare_unit``."""
-    match = SIZE.fullmatch(size.strip())
-    if match is None:
-        raise ValueError(f"{size!r} is not a size such as 8GB, 8 GB or 8192")
-    number, unit = match.groups()
-    unit = (unit or bare_unit).upper().rstrip("B")
-    return float(number) * {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}[unit]
 
 
 def check_htcondor(project: Path) -> list[Finding]:
     files = sorted((project / "htcondor").glob("*.sub"))
     if not files:
         return []
-    try:
-        import htcondor  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("htcondor") is None:
         return [Finding("htcondor/", "htcondor bindings", False, "pip install htcondor==24.0.24", skipped=True)]
     findings = []
     for path in files:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -172,10 +173,21 @@ class Journey:
         """The tasks' settings for the pack and condor steps: one environment for both (the
         pack is named by it, and submit-condor looks for that name), sized to the pool."""
         self.env["INVOKE_PROJECT_ENVIRONMENT"] = POOL_ENVIRONMENT
-        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY"] = POOL_REQUEST_MEMORY
-        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_GPUS"] = "0"
+        self.pool_resources(request_memory=POOL_REQUEST_MEMORY, request_gpus="0")
         # The mini pool cannot read OSDF: the tasks send the pack and the data from the project.
         self.env["INVOKE_PROJECT_HTCONDOR_OSDF_PATH"] = ""
+
+    def pool_resources(self, **values: str) -> None:
+        """The pool's resources, written into htcondor/pixi-pack.sub: the one place the tasks read them."""
+        path = self.project / "htcondor" / "pixi-pack.sub"
+        if not path.is_file():
+            return
+        text = path.read_text()
+        for key, value in values.items():
+            text, count = re.subn(rf"^{key}\s*=.*$", f"{key} = {value}", text, flags=re.M)
+            if not count:
+                text = text.replace("\nqueue ", f"\n{key} = {value}\nqueue ", 1)
+        path.write_text(text)
 
     def step_pack(self) -> None:
         self.pool_settings()
@@ -220,7 +232,7 @@ class Journey:
             return
         self.pool_settings()
         packed = self.packed()
-        self.env["INVOKE_PROJECT_HTCONDOR_REQUEST_DISK"] = self.pool_disk(packed)
+        self.pool_resources(request_disk=self.pool_disk(packed))
         if not (self.project / "MNIST_data.tar.gz").exists():
             self.write_data()
         # The tasks' own condor_submit command (validated by the bindings): the pack they name
@@ -304,13 +316,14 @@ class Journey:
         git(project, "add", "-A")
         git(project, "commit", "-q", "-m", f"from {release}")
         training = project / "src" / "torch_MNIST.py"
-        edited = training.read_text().replace('default=1.0, help="learning rate"', 'default=0.5, help="learning rate"')
+        # An edit to the model, the part of the script researchers change.
+        edited = training.read_text().replace("self.dropout2 = nn.Dropout(0.5)", "self.dropout2 = nn.Dropout(0.4)")
         if edited == training.read_text():
-            raise StepFailed(f"step update: the journey's edit (the default learning rate) no longer fits {training}")
+            raise StepFailed(f"step update: the journey's edit (the model's dropout) no longer fits {training}")
         training.write_text(edited)
         git(project, "commit", "-q", "-am", "my edit")
         copier.run_update(str(project), defaults=True, overwrite=True, conflict="inline", vcs_ref="HEAD")
-        if 'default=0.5, help="learning rate"' not in training.read_text():
+        if "self.dropout2 = nn.Dropout(0.4)" not in training.read_text():
             raise StepFailed("step update: the user's edit was lost")
         conflicts = [
             p

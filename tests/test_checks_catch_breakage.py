@@ -109,8 +109,15 @@ BREAKAGES = {
     "condor-memory-not-a-size": (
         "htcondor",
         "htcondor/docker.sub",
-        "request_memory = 8GB",
+        "request_memory = 4GB",
         "request_memory = eight gigabytes",
+        "htcondor",
+    ),
+    "condor-disk-without-unit": (
+        "htcondor",
+        "htcondor/docker.sub",
+        "request_disk = 4GB",
+        "request_disk = 20",
         "htcondor",
     ),
     "condor-no-queue": (
@@ -155,6 +162,7 @@ BREAKAGES = {
         "docker/login-action@v4",
         "zizmor",
     ),
+    "condor-no-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 1", "request_gpus = 0", "htcondor"),
     "condor-gpus": ("htcondor", "htcondor/pixi-pack.sub", "request_gpus = 1", "request_gpus = 2", "htcondor"),
     "condor-no-model": (
         "htcondor",
@@ -180,6 +188,6 @@ def test_breaking_a_file_turns_its_check_red(copy_of, case):
 def test_broken_training_code_fails_the_project_tests(copy_of):
     project = copy_of("cpu-linux")
     # An off-by-one in the IDX header arithmetic must be caught by the project's tests.
-    edit(project / "src/torch_MNIST.py", "header = 4 + 4 * ndim", "header = 4 + 4 * ndim + 1")
+    edit(project / "src/mnist_idx.py", "header = 4 + 4 * ndim", "header = 4 + 4 * ndim + 1")
     failed = failures(project, "tests")
     assert failed and re.search(r"\d+ failed", failed[0].detail)

@@ -67,7 +67,7 @@ def test_update_keeps_user_edits_and_brings_template_fixes(tmp_path):
 
     # The researcher's own edits: a dependency and a change to the training code.
     replace(project / "pixi.toml", "[feature.cpu.dependencies]\n", '[feature.cpu.dependencies]\nmatplotlib = ">=3.8"\n')
-    replace(project / "src/torch_MNIST.py", 'default=1.0, help="learning rate"', 'default=0.5, help="learning rate"')
+    replace(project / "src/torch_MNIST.py", "self.dropout2 = nn.Dropout(0.5)", "self.dropout2 = nn.Dropout(0.4)")
     git(project, "commit", "-q", "-am", "my edits")
 
     # A template fix elsewhere in the same files, released as v2.
@@ -84,7 +84,7 @@ def test_update_keeps_user_edits_and_brings_template_fixes(tmp_path):
     assert 'matplotlib = ">=3.8"' in manifest, "the user's dependency was lost"
     assert 'hypothesis = ">=6"' in manifest, "the template's change did not arrive"
     training = (project / "src/torch_MNIST.py").read_text()
-    assert 'default=0.5, help="learning rate"' in training, "the user's training change was lost"
+    assert "self.dropout2 = nn.Dropout(0.4)" in training, "the user's training change was lost"
     assert 'print(f"PyTorch release:' in (project / "src/torch_detect_GPU.py").read_text()
     assert "Settings live in pixi.toml." in (project / "README.md").read_text()
     assert "_commit: v2" in (project / ".copier-answers.yml").read_text()

@@ -207,6 +207,23 @@ def test_pixi_pack_self_extractor_gives_env_and_activate(locked, tmp_path):
     assert activated.stdout.splitlines()[-1] == str(unpack / "env")
 
 
+@pytest.mark.parametrize(
+    ("given", "written", "mode"),
+    [
+        ("X.sh.part", "X.sh.sh", "--create-executable"),  # the name the old pack task gave it
+        ("X.part.sh", "X.part.sh", "--create-executable"),
+        ("X", "X.sh", "--create-executable"),
+        ("X.tar.part", "X.tar.part", None),  # an archive keeps the path as given
+    ],
+)
+def test_pixi_pack_replaces_the_executables_extension(locked, given, written, mode):
+    """pixi-pack src/pack.rs open_output_file(target, Some("sh")) writes target.with_extension("sh")."""
+    args = ["-e", "gpu", "-p", "linux-64", *([mode] if mode else []), "--output-file", str(locked / given)]
+    result = run("pixi-pack", *args, str(locked / "pixi.toml"), cwd=locked)
+    assert result.returncode == 0, result.stderr
+    assert (locked / written).is_file() and sorted(p.name for p in locked.glob("X*")) == [written]
+
+
 # ------------------------------------------------------------------- apptainer
 def test_apptainer_refuses_unknown_flag_command_and_arg_count(tmp_path):
     result = run("apptainer", "build", "--forse", "x.sif", "x.def", cwd=tmp_path)

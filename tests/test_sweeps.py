@@ -148,11 +148,12 @@ def test_rerun_without_a_record_is_one_sentence(project):
 
 
 def test_more_than_one_gpu_is_refused_in_a_sentence(project):
-    env = {"INVOKE_PROJECT_HTCONDOR_REQUEST_GPUS": "2"}
-    result, recorded = invoke(project, "submit-condor", "--dry-run", extra_env=env)
+    submit = project / "htcondor" / "docker.sub"
+    submit.write_text(submit.read_text().replace("request_gpus = 1", "request_gpus = 2"))
+    result, recorded = invoke(project, "submit-condor", "--dry-run")
     assert one_sentence(result) == (
-        "request-gpus is 2, but training uses one GPU (src/torch_MNIST.py has no multi-GPU training); "
-        "set request-gpus = 1 under [tool.invoke-tasks.htcondor]."
+        "htcondor/docker.sub: request_gpus = 2, but training uses one GPU (src/torch_MNIST.py has no multi-GPU "
+        "training); set request_gpus = 1."
     )
     assert not recorded
 

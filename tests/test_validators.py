@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
+import yaml
 
 from maintainer.render import render
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BAD_ANSWERS = [
     ("project_name", "   ", "must not be empty"),
@@ -23,8 +29,10 @@ BAD_ANSWERS = [
     ("pixi_version", "0.70.0", "0.72.1 or newer"),
     ("pixi_version", "0.71.0", "0.72.1 or newer"),
     ("pixi_version", "0.72.0", "0.72.1 or newer"),
-    ("condor_request_memory", "8 gigs", "must be a size"),
-    ("condor_request_disk", "lots", "must be a size"),
+    ("condor_request_memory", "8 gigs", "is not a size HTCondor reads"),
+    ("condor_request_memory", "8GiB", "is not a size HTCondor reads"),
+    ("condor_request_memory", "8", "has no unit, which HTCondor reads as 8 MB; write the unit, e.g.\n?\\s*8GB"),
+    ("condor_request_memory", "0GB", "asks for no memory"),
     ("condor_request_gpus", 0, "so ask for 1: more would sit idle"),
     ("condor_request_gpus", 2, "Training uses one GPU"),
     ("condor_gpu_min_capability", "sm_75", "must look like 7.5"),
@@ -96,3 +104,45 @@ def test_the_lowest_accepted_versions_render(tmp_path, version, question):
 def test_accents_are_transliterated_in_the_slug(tmp_path, name, slug):
     project = render(tmp_path / "p", {"project_name": name})
     assert f'name = "{slug}"' in (project / "pixi.toml").read_text()
+
+
+# What condor_submit 24.0 makes of request_memory / request_disk values, read with the real
+# bindings below; the template's size reader (tasks/sizes.py) must agree on every one.
+SIZES = ["8GB", "8 GB", "8g", "8gb", "8Gb", "8.5GB", ".5GB", "8.GB", "8KB", "8K", "8TB", "8MB", "8 M ", "2048M"]
+NOT_SIZES = ["8GiB", "8 GiB", "8B", "8 gigs", "lots", "8e3", "1024*8", "8PB", "8 G B"]
+
+
+def _bindings_read(value: str, command: str):
+    htcondor = pytest.importorskip("htcondor")
+    try:
+        (ad,) = htcondor.Submit(f"executable = /bin/true\n{command} = {value}\nqueue\n").jobs()
+    except Exception:  # a parse error: HTCondor refuses the value
+        return None
+    attribute = "RequestMemory" if command == "request_memory" else "RequestDisk"
+    return ad.get(attribute) if isinstance(ad.get(attribute), int) else None
+
+
+@pytest.mark.parametrize("command", ["request_memory", "request_disk"])
+def test_one_size_reader_agrees_with_htcondor_and_the_copier_validator(command):
+    sizes = project_module("sizes")
+    unit = 2**20 if command == "request_memory" else 2**10
+    for value in SIZES:
+        assert -(-sizes.size_bytes(value, command) // unit) == _bindings_read(value, command), value
+    for value in NOT_SIZES:
+        assert _bindings_read(value, command) is None, value
+        with pytest.raises(sizes.SizeError, match="is not a size HTCondor reads"):
+            sizes.size_bytes(value, command)
+    # A bare number HTCondor reads in the command's unit; the reader refuses it and says so.
+    assert _bindings_read("20", command) == 20
+    with pytest.raises(sizes.SizeError, match=f"reads as 20 {'MB' if unit == 2**20 else 'KiB'}"):
+        sizes.size_bytes("20", command)
+    # copier.yml's validator carries the same pattern (doubled backslashes in a Jinja string).
+    validator = yaml.safe_load((ROOT / "copier.yml").read_text())["condor_request_memory"]["validator"]
+    assert sizes.SIZE_PATTERN.replace("\\", "\\\\") in validator
+
+
+def project_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"template_{name}", ROOT / "template" / "tasks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

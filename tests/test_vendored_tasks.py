@@ -82,14 +82,12 @@ def test_settings_come_from_pixi_toml_and_environment(project):
     assert settings["pixi_version"] == "0.77.0" and settings["cuda_version"] == "12.9"
     assert settings["environment"] == "gpu" and settings["environments"] == ["default", "gpu", "tasks"]
     assert settings["platform"] == "linux/amd64"
-    assert settings["htcondor"]["request_gpus"] == 1 and settings["htcondor"]["chtc_gpu_lab"] is True
+    assert settings["htcondor"]["osdf_path"] == "osdf:///chtc/staging/someone"
 
 
 def test_a_bad_setting_is_one_sentence(project):
-    result, _ = invoke(project, "settings", extra_env={"INVOKE_PROJECT_HTCONDOR_REQUEST_GPUS": "two"})
-    assert one_sentence(result) == (
-        "htcondor.request-gpus (from the INVOKE_PROJECT_* variables) must be a whole number, not 'two'."
-    )
+    result, _ = invoke(project, "settings", extra_env={"INVOKE_PROJECT_DATA_URL": "x", "INVOKE_PROJECT_ARCH": "y"})
+    assert "has no setting 'arch'" in one_sentence(result)
     manifest = project / "pixi.toml"
     manifest.write_text(
         manifest.read_text().replace("[tool.invoke-tasks.htcondor]", "[tool.invoke-tasks.htcondor]\nrequest-gpu = 1")
@@ -136,11 +134,12 @@ def test_pack_calls_pixi_pack_exactly_and_names_the_pack_by_the_lock(project):
     assert result.returncode == 0, result.stderr
     digest = __import__("hashlib").sha256((project / "pixi.lock").read_bytes()).hexdigest()[:12]
     final = project / f"everything-on-environment-gpu-linux-64-{digest}.sh"
+    partial = final.with_name(f"{final.stem}.part.sh")  # kept by pixi-pack, which replaces the extension
     assert recorded == [
         f"pixi-pack --environment gpu --platform linux-64 --create-executable "
-        f"--output-file {final}.part {project / 'pixi.toml'}"
+        f"--output-file {partial} {project / 'pixi.toml'}"
     ]
-    assert final.is_file() and not Path(f"{final}.part").exists()
+    assert final.is_file() and not partial.exists() and not list(project.glob("*.part*"))
     # Same lock: reused. A newer file of another lock is never taken for this one.
     result, recorded = invoke(project, "pack")
     assert recorded == [] and "reusing it" in result.stdout
@@ -234,9 +233,13 @@ def test_dry_run_has_no_side_effects(project):
     assert _files(project) == before
 
 
-def test_settings_and_image_override_reach_the_job(project):
+def test_the_submit_file_and_image_override_reach_the_job(project):
+    """The .sub is the one place for resources: a user's edits are what the job gets."""
     write_data_tarball(project)
-    env = {"INVOKE_PROJECT_IMAGE": "example.org/me/other", "INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY": "16GB"}
+    submit = project / "htcondor" / "docker.sub"
+    text = submit.read_text().replace("request_memory = 4GB", "request_memory = 16GB")
+    submit.write_text(text.replace("+WantGPULab = true", "+WantGPULab = false"))
+    env = {"INVOKE_PROJECT_IMAGE": "example.org/me/other"}
     result, _ = invoke(
         project, "submit-condor", "--dry-run", "--queue", "--epochs 1", "--queue", "--epochs 2 --lr 0.5", extra_env=env
     )
@@ -246,9 +249,11 @@ def test_settings_and_image_override_reach_the_job(project):
     for ad in ads:
         assert ad["ContainerImage"] == f"docker://example.org/me/other:{short_sha(project)}"
         assert ad["RequestMemory"] == 16 * 1024 and ad["RequestGPUs"] == 1 and ad["DockerPullPolicy"] == "missing"
+        assert ad["WantGPULab"] is False and ad["GPUJobLength"] == "short" and ad["is_resumable"] is True
         assert ad["ProvenanceCommit"] == git(project, "rev-parse", "HEAD").strip()  # read back by the job
         assert ad["SuccessCheckpointExitCode"] == 85 and ad["TransferCheckpoint"] == "checkpoint.pt"
-    assert '-append "request_memory = 16GB"' in dry_run_command(result.stdout)
+    command = dry_run_command(result.stdout)
+    assert "request_memory" not in command and "WantGPULab" not in command
 
 
 def test_osdf_stages_large_files_and_without_it_the_transfer_size_is_said(project):
@@ -282,18 +287,18 @@ def test_pack_job_disk_must_hold_the_extractor_peak(project):
     packed = next(project.glob("everything-on-environment-gpu-*.sh"))
     packed.write_bytes(b"\0" * 2 * 2**20)  # 2 MiB: peak = 3 x 2 + 3 x 2 (estimate) = 12 MiB
     env = {"INVOKE_PROJECT_HTCONDOR_OSDF_PATH": ""}
-    small = {**env, "INVOKE_PROJECT_HTCONDOR_REQUEST_DISK": "10MB"}
-    result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack", extra_env=small)
+    submit = project / "htcondor" / "pixi-pack.sub"
+    rendered = submit.read_text()
+    submit.write_text(rendered.replace("request_disk = 30GB", "request_disk = 10MB"))
+    result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack", extra_env=env)
     message = one_sentence(result)
-    assert "request-disk 10MB is too small for the pack: unpacking needs about 12.0 MiB" in message
-    assert recorded == []
-    result, recorded = invoke(
-        project,
-        "submit-condor",
-        "--flavour",
-        "pixi-pack",
-        extra_env={**env, "INVOKE_PROJECT_HTCONDOR_REQUEST_DISK": "13MB"},
+    assert (
+        "request_disk = 10MB in htcondor/pixi-pack.sub is too small for the pack: unpacking needs about 12.0 MiB"
+        in message
     )
+    assert recorded == []
+    submit.write_text(rendered.replace("request_disk = 30GB", "request_disk = 13MB"))
+    result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack", extra_env=env)
     assert result.returncode == 0, result.stderr
     assert recorded[-1].startswith("condor_submit ")
 
@@ -307,9 +312,8 @@ def test_pack_job_disk_must_hold_the_extractor_peak(project):
         ),
         (("universe = container", "universe = nonsense"), "HTCondor rejects the submit description: "),
         (
-            ("request_memory = 8GB", "request_memory = lots"),
-            "request_memory in htcondor/apptainer.sub is not a size (HTCondor would read it as Expr(lots)); "
-            "write one such as 8GB.",
+            ("request_memory = 4GB", "request_memory = lots"),
+            "htcondor/apptainer.sub: request_memory = lots is not a size HTCondor reads",
         ),
     ],
 )
@@ -318,22 +322,27 @@ def test_htcondor_refusals_are_sentences_that_say_why(project, edit, expected):
     submit = project / "htcondor" / "apptainer.sub"
     submit.write_text(submit.read_text().replace(*edit))
     (project / f"everything-on-{short_sha(project)}.sif").write_text("image")
-    # Empty in pixi.toml: the submit file's own request_memory line is the one HTCondor reads.
-    env = {"INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY": ""}
-    result, recorded = invoke(project, "submit-condor", "--flavour", "apptainer", "--dry-run", extra_env=env)
+    result, recorded = invoke(project, "submit-condor", "--flavour", "apptainer", "--dry-run")
     message = one_sentence(result)
     assert expected in message and len(message) > len("HTCondor rejects the submit description: ")
     assert recorded == []
 
 
-def test_a_bad_resource_setting_is_refused_before_htcondor(project):
+def test_a_resource_set_outside_the_submit_file_is_one_sentence(project):
+    """Two places for one value would make one silently win: pixi.toml no longer holds resources."""
     write_data_tarball(project)
-    env = {"INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY": "8 gigs"}
-    result, _ = invoke(project, "submit-condor", "--dry-run", extra_env=env)
-    assert (
-        one_sentence(result)
-        == "request-memory '8 gigs' is not a size such as 8GB; fix it under [tool.invoke-tasks.htcondor]."
+    env = {"INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY": "16GB"}
+    result, recorded = invoke(project, "submit-condor", "--dry-run", extra_env=env)
+    assert one_sentence(result) == (
+        "htcondor.request-memory (from the INVOKE_PROJECT_* variables) is no longer read: set request_memory in "
+        "htcondor/*.sub, the one place for a job's resources, and remove it here."
     )
+    manifest = project / "pixi.toml"
+    table = "[tool.invoke-tasks.htcondor]"
+    manifest.write_text(manifest.read_text().replace(table, f'{table}\nrequest-disk = "20"'))
+    result, recorded = invoke(project, "submit-condor", "--dry-run")
+    assert "htcondor.request-disk (from pixi.toml [tool.invoke-tasks]) is no longer read" in one_sentence(result)
+    assert recorded == []
 
 
 @pytest.mark.parametrize(
@@ -372,18 +381,14 @@ def test_submit_condor_without_data_and_offline_says_so(project):
     assert not (project / "MNIST_data.tar.gz").exists()
 
 
-def test_submit_interactive_status_logs_and_model_backup(project):
+def test_submit_interactive_status_logs(project):
     write_data_tarball(project)
-    (project / "htcondor" / "mnist_cnn.pt").write_bytes(b"an earlier model")
     env = {"INVOKE_PROJECT_HTCONDOR_OSDF_PATH": ""}
     result, recorded = invoke(
         project, "submit-condor", "--flavour", "pixi-pack", "--build", "--interactive", extra_env=env
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert recorded[-1].startswith("condor_submit -append") and recorded[-1].endswith("-interactive pixi-pack.sub")
-    backups = list((project / "htcondor").glob("mnist_cnn_*.pt.bak"))
-    assert len(backups) == 1 and backups[0].read_bytes() == b"an earlier model"
-    assert not (project / "htcondor" / "mnist_cnn.pt").exists()
 
     result, recorded = invoke(project, "submit-condor", "--flavour", "pixi-pack", extra_env=env)
     assert result.returncode == 0, result.stderr

@@ -46,16 +46,25 @@ def print_sif_name(c, tag: str = ""):
     print(sif_name(settings(c), tag or immutable_tag()))
 
 
-@task(name="build-sif", help={"from_docker": "convert the local Docker image instead of building apptainer.def"})
-def build_sif(c, from_docker: bool = False):
+@task(
+    name="build-sif",
+    help={
+        "from_docker": "convert the local Docker image instead of building apptainer.def",
+        "environment": "pixi environment baked in (default: [tool.invoke-tasks] environment)",
+    },
+)
+def build_sif(c, from_docker: bool = False, environment: str = ""):
     """Build the Apptainer image NAME-TAG.sif (from apptainer.def, or the local Docker image)."""
     s = settings(c)
     apptainer = tool("apptainer", APPTAINER_HOW)
     tag = clean_tag("the .sif")
     if not from_docker and not (ROOT / "apptainer.def").is_file():
         raise Exit("there is no apptainer.def; pass --from-docker to convert the Docker image instead.")
-    source = f"docker-daemon://{s.require_image()}:{tag}" if from_docker else "apptainer.def"
-    run([apptainer, "build", "--force", str(sif_path(s, tag)), source], "apptainer build")
+    if from_docker:
+        source, arguments = f"docker-daemon://{s.require_image()}:{tag}", []
+    else:  # apptainer.def's %arguments, as build-image passes the Dockerfile's ARG
+        source, arguments = "apptainer.def", ["--build-arg", f"PIXI_ENVIRONMENT={environment or s.environment}"]
+    run([apptainer, "build", "--force", *arguments, str(sif_path(s, tag)), source], "apptainer build")
 
 
 @task(name="test-sif")

@@ -1,29 +1,31 @@
 """HTCondor: submit-condor, condor-logs, condor-plot (condor-status is in condor_sweeps.py).
 
-The submit files in htcondor/ are rendered once; at submit time this module passes the
-values that change (image tag, .sif or pack name, where large files come from, the
-resources in pixi.toml, a sweep) as `condor_submit -append` commands, which come after
-the file's own and before its queue statement. Nothing rewrites the files.
+The submit files in htcondor/ are rendered once and are the one place for a job's
+resources (request_memory, request_disk, GPUs, +WantGPULab, ...): what the file says is
+what the job gets. At submit time this module passes only what changes per submission
+(the image tag, the .sif or pack, where large files come from, a sweep) as
+`condor_submit -append` commands. Nothing rewrites the files. It runs on an access point:
+no Docker engine is needed (the registry is asked over HTTP) and nothing is built there
+unless --build is given where a builder exists.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
+import shlex
 import tempfile
 from pathlib import Path
 
 from invoke import Exit, task
 
-from .apptainer import build_sif, sif_path
-from .condor_bindings import job_ads
-from .data import data_archive, ensure_data, plot_metrics
+from .condor_bindings import bindings_installed, job_ads
+from .data import plot_metrics
 from .helpers import MANIFEST, ROOT, SUBMIT_TIMEOUT, immutable_tag, read_resolved, run, tool
-from .images import build_image, docker_client, push_image, registry_has
-from .pack import check_pack_disk, condor_size, pack, pack_path
+from .job_inputs import checked_tag, data_input, environment_commands
 from .settings import Settings, settings
-from .staging import osdf_url, report_transfer, stage, staging_dir
+from .staging import report_transfer
+from .submit_file import SubmitFile, check_staging_requirement, check_submit_file, read_submit_file
 from .sweeps import provenance_attributes
 
 CONDOR_DIR = ROOT / "htcondor"
@@ -34,96 +36,24 @@ FLAVOURS = ("docker", "apptainer", "pixi-pack")
 USED_WITH = ("htcondor",)
 
 
-def resource_commands(s: Settings) -> list[tuple[str, str]]:
-    """pixi.toml's [tool.invoke-tasks.htcondor] resources, as submit commands (one place)."""
-    h = s.htcondor
-    for key, value, unit in (("request-memory", h.request_memory, "M"), ("request-disk", h.request_disk, "K")):
-        if value and condor_size(value, unit) is None:
-            raise Exit(f"{key} {value!r} is not a size such as 8GB; fix it under [tool.invoke-tasks.htcondor].")
-    if h.request_gpus > 1:
-        raise Exit(
-            f"request-gpus is {h.request_gpus}, but training uses one GPU (src/torch_MNIST.py has no "
-            "multi-GPU training); set request-gpus = 1 under [tool.invoke-tasks.htcondor]."
-        )
-    commands = [("request_memory", h.request_memory), ("request_disk", h.request_disk)]
-    if h.request_gpus:
-        commands += [("request_gpus", str(h.request_gpus)), ("gpus_minimum_capability", h.gpu_min_capability)]
-        commands.append(("+WantGPULab", "true" if h.chtc_gpu_lab else "false"))
-    return [(key, value) for key, value in commands if value]
-
-
-def data_pins(s: Settings) -> str:
-    """The pins train.sh verifies the data with, as the job's environment (hexadecimal: nothing to quote)."""
-    pins = (("SHA256", s.data.sha256), ("GIT_BLOB", s.data.git_blob))
-    return " ".join(f"INVOKE_PROJECT_DATA_{name}={value}" for name, value in pins if value)
-
-
-def large_input(s: Settings, path: Path, dry_run: bool, sent: list[Path]) -> str:
-    """Where a job reads ``path`` from: OSDF when osdf-path is set, else the access point."""
-    if s.htcondor.osdf_path:
-        return stage(s, path, dry_run)
-    sent.append(path)
-    return f"../{path.name}"
-
-
-def docker_image(c, s: Settings, tag: str, build: bool, dry_run: bool) -> str:
-    reference = f"{s.require_image()}:{tag}"
-    if dry_run:
-        print(f"would check that the registry holds {reference}" + (" and build and push it if not" if build else ""))
-        return f"docker://{reference}"
-    client = docker_client()
-    if not registry_has(client, reference):
-        if not build:
-            raise Exit(f"{reference} is not in the registry; run `invoke build-image push-image` or add --build.")
-        build_image(c)
-        push_image(c, tag=tag)
-    return f"docker://{reference}"
-
-
-def sif_image(c, s: Settings, tag: str, build: bool, dry_run: bool, sent: list[Path]) -> str:
-    path = sif_path(s, tag)
-    if not path.is_file():
-        if s.htcondor.osdf_path and (staging_dir(s) / path.name).is_file():
-            return osdf_url(s, path.name)  # staged earlier; the local copy may be gone
-        if not build:
-            raise Exit(f"{path.name} does not exist; run `invoke build-sif` or add --build.")
-        if dry_run:
-            print(f"would build {path.name}")
-            return f"../{path.name}"
-        build_sif(c)
-    return large_input(s, path, dry_run, sent)
-
-
-def packed_environment(c, s: Settings, build: bool, dry_run: bool, sent: list[Path]) -> list[tuple[str, str]]:
-    path = pack_path(s)
-    if not path.is_file():
-        if not build:
-            raise Exit(f"{path.name} (packed from this pixi.lock) does not exist; run `invoke pack` or add --build.")
-        if dry_run:
-            print(f"would pack {path.name} and check request_disk against its size")
-            return [("pack_file", path.name), ("pack_input", f"../{path.name}")]
-        pack(c)
-    check_pack_disk(s, path)
-    return [("pack_file", path.name), ("pack_input", large_input(s, path, dry_run, sent))]
-
-
-def back_up_model(directory: Path) -> Path | None:
-    """Move an earlier mnist_cnn.pt aside, as the lesson's submit.sh does, so no job overwrites it."""
-    model = directory / "mnist_cnn.pt"
-    if not model.is_file():
-        return None
-    stamp = dt.datetime.fromtimestamp(model.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
-    backup = directory / f"mnist_cnn_{stamp}.pt.bak"
-    model.replace(backup)
-    print(f"moved the earlier {model.name} to {backup.name}")
-    return backup
+def chosen_submit_file(flavour: str) -> tuple[str, SubmitFile]:
+    """The flavour asked for, or the first this project has (docker, apptainer, pixi-pack)."""
+    present = [f for f in FLAVOURS if (CONDOR_DIR / f"{f}.sub").is_file()]
+    if flavour and flavour not in FLAVOURS:
+        raise Exit(f"--flavour must be one of {', '.join(FLAVOURS)}, not {flavour!r}.")
+    if flavour and flavour not in present:
+        raise Exit(f"htcondor/{flavour}.sub does not exist: this project has no {flavour} flavour.")
+    if not present:
+        raise Exit("htcondor/ holds no submit file (docker.sub, apptainer.sub or pixi-pack.sub).")
+    flavour = flavour or present[0]
+    return flavour, read_submit_file(CONDOR_DIR / f"{flavour}.sub")
 
 
 @task(
     name="submit-condor",
     iterable=["queue"],
     help={
-        "flavour": "docker, apptainer or pixi-pack",
+        "flavour": "docker, apptainer or pixi-pack (default: the first this project has)",
         "build": "build and push the image (or pack the environment) first when it is missing",
         "tag": "image tag to run (default: the git short SHA)",
         "queue": "argument set for one job, e.g. '--epochs 5 --lr 0.5'; repeat for a sweep",
@@ -133,74 +63,60 @@ def back_up_model(directory: Path) -> Path | None:
 )
 def submit_condor(
     c,
-    flavour: str = "docker",
+    flavour: str = "",
     build: bool = False,
     tag: str = "",
     queue=None,
     dry_run: bool = False,
     interactive: bool = False,
 ):
-    """Submit the training to HTCondor with an immutable image tag (never :latest)."""
+    """Submit the training to HTCondor with an immutable image tag (never :latest); resources come from the .sub."""
     s = settings(c)
-    if flavour not in FLAVOURS:
-        raise Exit(f"--flavour must be one of {', '.join(FLAVOURS)}, not {flavour!r}.")
-    submit_file = CONDOR_DIR / f"{flavour}.sub"
-    if not submit_file.is_file():
-        raise Exit(f"{submit_file.relative_to(ROOT)} does not exist: this project has no {flavour} flavour.")
+    if dry_run and not bindings_installed():
+        print("# the HTCondor bindings are not installed here: nothing below was validated by HTCondor")
+    flavour, submit = chosen_submit_file(flavour)
+    check_submit_file(submit, needs_gpu=bool(s.cuda_version) and s.environment == "gpu")
+    lines = job_lines(submit, queue or None)
     check_tag_and_build(tag, build)
-    # Refused before anything is built or pushed: a file left mid-update (conflict markers).
-    submit_text = read_resolved(submit_file)
-    if not queue:
-        train_args_lines()  # each of its lines is a job's arguments
+    check_staging_requirement(submit, s.htcondor.osdf_path)
+    if flavour != "pixi-pack":
+        s.require_image()  # a bad name is refused before anything is downloaded or staged
+    options = {"tag": checked_tag(tag) if flavour != "pixi-pack" else tag, "build": build, "dry_run": dry_run}
     condor_submit = None if dry_run else tool("condor_submit", "submit from an HTCondor access point")
-    commands = resource_commands(s) + [("data_pins", data_pins(s))]
-    commands += provenance_attributes()  # read back by src/provenance.py in the job
     sent: list[Path] = [ROOT / "src", MANIFEST]
-    archive = data_archive(c)
-    if dry_run and not archive.is_file():
-        print(f"would download and verify {archive.name} from {s.data.url}")
-        url = osdf_url(s, archive.name) if s.htcondor.osdf_path else f"../{archive.name}"
-        commands.append(("data_input", url))
-    else:
-        commands.append(("data_input", large_input(s, ensure_data(c), dry_run, sent)))
-    if flavour == "docker":
-        commands.append(("container_image", docker_image(c, s, tag or immutable_tag(), build, dry_run)))
-    elif flavour == "apptainer":
-        commands.append(("container_image", sif_image(c, s, tag or immutable_tag(), build, dry_run, sent)))
-    else:
-        commands += packed_environment(c, s, build, dry_run, sent)
+    commands = [("data_input", data_input(c, s, dry_run, sent)), ("data_pins", data_pins(s))]
+    commands += provenance_attributes()  # read back by src/provenance.py in the job
+    commands += environment_commands(c, s, flavour, submit, options, sent)
     if not s.htcondor.osdf_path:
         report_transfer(sent)
+    submit_and_report(submit, commands, (lines, queue), condor_submit, dry_run, interactive)
 
+
+def condor_submit_argv(condor_submit: str, commands: list, interactive: bool, submit: SubmitFile) -> list[str]:
+    appended = [arg for key, value in commands for arg in ("-append", f"{key} = {value}")]
+    return [condor_submit, *appended, *(["-interactive"] if interactive else []), submit.path.name]
+
+
+def print_dry_run(ads: list[dict] | None, argv: list[str], lines: list[str]) -> None:
+    for number, ad in enumerate(ads or []):
+        print(f"# job {number}\n{json.dumps(ad, indent=1, sort_keys=True)}")
+    # The sweep file is written by the same command line, so that it runs as printed.
+    command = f"printf '%s\\n' {shlex.join(lines)} > sweep.txt && {shlex.join(argv)}"
+    print("# dry run: would run, in htcondor/:\n" + command)
+
+
+def submit_and_report(submit: SubmitFile, commands: list, sweep_of: tuple, condor_submit, dry_run, interactive):
+    lines, queue = sweep_of  # the escaped lines, and the --queue sets as given
     with tempfile.TemporaryDirectory() as scratch:
-        commands.append(("train_args_file", str(write_sweep(Path(scratch), queue))))
-        ads = job_ads(submit_text, commands, CONDOR_DIR)
-        for ad in ads or []:
-            for attribute, command in (("RequestMemory", "request_memory"), ("RequestDisk", "request_disk")):
-                if not isinstance(ad.get(attribute), int):
-                    raise Exit(
-                        f"{command} in {submit_file.relative_to(ROOT)} is not a size (HTCondor would read it as "
-                        f"{str(ad.get(attribute)).strip('/')}); write one such as 8GB."
-                    )
-        appended = [arg for key, value in commands for arg in ("-append", f"{key} = {value}")]
-        argv = [
-            condor_submit or "condor_submit",
-            *appended,
-            *(["-interactive"] if interactive else []),
-            submit_file.name,
-        ]
+        sweep = Path(scratch) / "sweep.txt"  # read by condor_submit at submit time only
+        sweep.write_text("".join(f"{line}\n" for line in lines))
+        shown = [*commands, ("train_args_file", "sweep.txt")]  # the printed command writes it there
+        commands = [*commands, ("train_args_file", str(sweep))]
+        ads = job_ads(submit.text, commands, CONDOR_DIR)
+        argv = condor_submit_argv(condor_submit or "condor_submit", commands, interactive, submit)
         if dry_run:
-            for number, ad in enumerate(ads or []):
-                print(f"# job {number}\n{json.dumps(ad, indent=1, sort_keys=True)}")
-            if ads is None:
-                print("# (the htcondor bindings are not installed: the description was not validated)")
-            if queue:
-                print(
-                    "# with train_args_file holding one line per job:\n" + "".join(f"#   {a}\n" for a in queue), end=""
-                )
-            print("# dry run: would run, in htcondor/:\n" + " ".join(_quoted(a) for a in argv))
+            print_dry_run(ads, condor_submit_argv("condor_submit", shown, interactive, submit), lines)
             return
-        back_up_model(CONDOR_DIR)
         if interactive:
             run(argv, "condor_submit -interactive", cwd=CONDOR_DIR)
             return
@@ -213,8 +129,14 @@ def submit_condor(
     cluster = match.group(1)
     from .condor_sweeps import record_submission, submitted_arguments  # it imports this module
 
-    record_submission(cluster, submit_file.name, commands, submitted_arguments(ads, queue))
+    record_submission(cluster, submit.path.name, commands, submitted_arguments(ads, queue))
     print(f"cluster {cluster}: `invoke condor-status` follows it; results come back to htcondor/results/{cluster}.N/")
+
+
+def data_pins(s: Settings) -> str:
+    """The pins train.sh verifies the data with, as the job's environment (hexadecimal: nothing to quote)."""
+    pins = (("SHA256", s.data.sha256), ("GIT_BLOB", s.data.git_blob))
+    return " ".join(f"INVOKE_PROJECT_DATA_{name}={value}" for name, value in pins if value)
 
 
 def check_tag_and_build(tag: str, build: bool) -> None:
@@ -222,17 +144,21 @@ def check_tag_and_build(tag: str, build: bool) -> None:
         raise Exit(f"--build builds this commit ({immutable_tag()}), not --tag {tag}; drop one of them.")
 
 
-def write_sweep(scratch: Path, queue: list[str] | None) -> Path:
-    """One line per job (--queue, else train_args.txt), escaped so that each reaches its job literally."""
-    sweep = scratch / "sweep.txt"  # read by condor_submit at submit time only
-    sweep.write_text("".join(f"{condor_literal(args)}\n" for args in queue or train_args_lines()))
-    return sweep
-
-
-def train_args_lines() -> list[str]:
-    path = CONDOR_DIR / "train_args.txt"
+def job_lines(submit: SubmitFile, queue: list[str] | None) -> list[str]:
+    """One line per job (--queue, else the file train_args_file names), escaped for HTCondor; never none."""
+    if queue is not None:
+        if not any(args.strip() for args in queue):
+            raise Exit("--queue was given only empty argument sets; give one set of arguments per job.")
+        return [condor_literal(args) for args in queue]
+    path = CONDOR_DIR / (submit.last("train_args_file") or "train_args.txt")
     lines = read_resolved(path).splitlines() if path.is_file() else []
-    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise Exit(
+            f"{path.relative_to(ROOT)} holds no arguments, so no job would be queued; write one line of "
+            "arguments per job (e.g. --epochs 14)."
+        )
+    return [condor_literal(line) for line in lines]
 
 
 def condor_literal(args: str) -> str:
@@ -246,10 +172,6 @@ def condor_literal(args: str) -> str:
     if "\n" in args or "\r" in args or "$$" in args:
         raise Exit(f"the job arguments {args!r} hold a line break or $$, which HTCondor cannot pass on as written.")
     return args.replace("$", "$(DOLLAR)").replace('"', '""')
-
-
-def _quoted(arg: str) -> str:
-    return f'"{arg}"' if " " in arg else arg
 
 
 def last_cluster(cluster: int) -> str:

@@ -161,16 +161,17 @@ def install(c, environment: str = ""):
     )
 
 
-@task
-def test(c):
-    """Run the project's tests in the locked default (CPU) environment."""
-    run([pixi(), "run", "--locked", "--environment", "default", "test"], "the tests")
+@task(help={"slow": "the slow end-to-end tests too (`pixi run test-all`, as CI runs them)"})
+def test(c, slow: bool = False):
+    """Run the project's tests in the locked default (CPU) environment (the quick ones unless --slow)."""
+    run([pixi(), "run", "--locked", "--environment", "default", "test-all" if slow else "test"], "the tests")
 
 
-@task(help={"epochs": "epochs to train (default 14)", "environment": "pixi environment (default: default)"})
-def train(c, epochs: int = 14, environment: str = "default"):
+@task(help={"epochs": "epochs to train (default: the recipe's)", "environment": "pixi environment (default: default)"})
+def train(c, epochs: int = 0, environment: str = "default"):
     """Train on this machine (`pixi run train`)."""
-    run([pixi(), "run", "--locked", "--environment", environment, "train", "--epochs", str(epochs)], "training")
+    extra = ["--epochs", str(epochs)] if epochs else []
+    run([pixi(), "run", "--locked", "--environment", environment, "train", *extra], "training")
 
 
 @task(name="detect-gpu", help={"environment": "pixi environment (default: the container environment)"})

@@ -53,7 +53,8 @@ def image_labels(version: str) -> dict[str, str]:
     return {key: value for key, value in labels.items() if value}
 
 
-def docker_client():
+def docker_client(instead: str = ""):
+    """A client of a running Docker engine; ``instead`` is the sentence to say where none runs."""
     try:
         import docker
     except ImportError:
@@ -62,9 +63,11 @@ def docker_client():
         client = docker.from_env(timeout=600)
         client.ping()
     except Exception as error:  # docker-py raises several types for an unreachable engine
+        where = os.environ.get("DOCKER_HOST", "the default socket")
         raise Exit(
-            f"no Docker engine answers at {os.environ.get('DOCKER_HOST', 'the default socket')} ({error}); "
-            "start Docker (or set DOCKER_HOST) and try again."
+            f"{instead} (no Docker engine answers at {where})."
+            if instead
+            else f"no Docker engine answers at {where} ({error}); start Docker (or set DOCKER_HOST) and try again."
         ) from None
     return client
 
@@ -218,18 +221,3 @@ def push_image(c, allow_dirty: bool = False, tag: str = ""):
                 raise Exit(f"pushing {image}:{name} failed: {message}")
             _progress(chunk, state)
         print(f"\npushed {image}:{name}", flush=True)
-
-
-def registry_has(client, reference: str) -> bool:
-    """Whether the registry holds ``reference`` (asks the registry, not the local engine)."""
-    import docker
-
-    try:
-        client.images.get_registry_data(reference)
-    except docker.errors.NotFound:
-        return False
-    except docker.errors.APIError as error:
-        if "not found" in str(error).lower() or "unknown" in str(error).lower():
-            return False
-        raise Exit(f"could not ask the registry about {reference} ({error}).") from None
-    return True

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from invoke import Exit, task
 
 from .helpers import MANIFEST, ROOT, human_size, lock_digest, run, tool
 from .settings import Settings, settings
+from .submit_file import SubmitFile
 
 # Without an installed copy to measure, the unpacked environment is taken as this many
 # times the pack (conda packages are compressed about 2-3x).
@@ -36,7 +36,9 @@ def pack(c, environment: str = "", archive: bool = False) -> Path:
         print(f"{final.name} was packed from this pixi.lock: reusing it")
         return final
     pixi_pack = tool("pixi-pack", "run tasks in the pixi `tasks` environment, which has pixi-pack")
-    partial = final.with_name(final.name + ".part")
+    # pixi-pack replaces the extension of --output-file with .sh for an executable (src/pack.rs,
+    # open_output_file(target, Some("sh"))): a partial name that already ends in it is kept.
+    partial = final.with_name(f"{final.stem}.part{final.suffix}")
     argv = [pixi_pack, "--environment", environment or s.environment, "--platform", s.subdir]
     argv += [] if archive else ["--create-executable"]
     try:
@@ -59,29 +61,13 @@ def unpacked_size(environment: str, packed: Path) -> tuple[int, str]:
     return UNPACKED_PER_PACKED * packed.stat().st_size, f"estimated as {UNPACKED_PER_PACKED}x the pack"
 
 
-UNITS = {"": None, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def condor_size(text: str, default_unit: str) -> int | None:
-    """request_disk/request_memory in bytes: '20GB', '20 G', '8192' (in default_unit); None if not a size."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.I)
-    if not match:
-        return None
-    return int(float(match.group(1)) * (UNITS[match.group(2).upper()] or UNITS[default_unit]))
-
-
-def check_pack_disk(s: Settings, packed: Path, environment: str = "") -> None:
+def check_pack_disk(s: Settings, packed: Path, submit: SubmitFile, environment: str = "") -> None:
     """Refuse a request_disk below the self-extractor's peak: ~3x the pack plus the environment."""
     unpacked, how = unpacked_size(environment or s.environment, packed)
     need = 3 * packed.stat().st_size + unpacked
-    requested = condor_size(s.htcondor.request_disk, "K")  # HTCondor reads a bare number as KiB
-    if not s.htcondor.request_disk:
-        raise Exit(f"request_disk is not set; the pack needs about {human_size(need)}: set `request-disk`.")
-    if requested is None:
-        raise Exit(f"request-disk {s.htcondor.request_disk!r} is not a size such as 20GB; fix it in pixi.toml.")
-    if requested < need:
+    if submit.disk_bytes() < need:
         raise Exit(
-            f"request-disk {s.htcondor.request_disk} is too small for the pack: unpacking needs about "
-            f"{human_size(need)} (3x the {human_size(packed.stat().st_size)} pack plus the environment, "
-            f"{how}); raise `request-disk` under [tool.invoke-tasks.htcondor]."
+            f"request_disk = {submit.last('request_disk')} in {submit.name} is too small for the pack: unpacking "
+            f"needs about {human_size(need)} (3x the {human_size(packed.stat().st_size)} pack plus the "
+            f"environment, {how}); raise request_disk there."
         )

@@ -37,11 +37,7 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class HTCondorSettings:
-    request_memory: str = ""
-    request_disk: str = ""
-    request_gpus: int = 0
-    gpu_min_capability: str = ""
-    chtc_gpu_lab: bool = False
+    # Resources are not settings: htcondor/*.sub is the one place for them (see MOVED).
     # Where large files (the .sif, the pack, the data) are read from by jobs (osdf:///...),
     # and the directory on this access point that is published there.
     osdf_path: str = ""
@@ -83,12 +79,30 @@ class Settings:
         )
 
     def require_image(self) -> str:
+        """The image name without a tag (the tasks add the commit's), as registries accept it."""
         if not self.image:
             raise Exit("no image name: set `image` under [tool.invoke-tasks] in pixi.toml (or INVOKE_PROJECT_IMAGE).")
+        host, _, path = self.image.partition("/")
+        if "@" in self.image or ":" in path:
+            raise Exit(
+                f"image {self.image!r} names a tag or digest; set the name alone: the tasks add the commit's tag."
+            )
+        if self.image != self.image.lower():
+            raise Exit(f"image {self.image!r} has capitals, which registries refuse; write {self.image.lower()!r}.")
+        if not re.fullmatch(r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)+", self.image):
+            raise Exit(f"image {self.image!r} is not an image name such as ghcr.io/owner/repository.")
         return self.image
 
 
 SECTIONS = {"data": DataSettings, "htcondor": HTCondorSettings, "slurm": SlurmSettings}
+# Settings that moved into the submit files: one place for each resource, read by HTCondor.
+MOVED = {
+    "request_memory": "request_memory",
+    "request_disk": "request_disk",
+    "request_gpus": "request_gpus",
+    "gpu_min_capability": "gpus_minimum_capability",
+    "chtc_gpu_lab": "+WantGPULab",
+}
 DERIVED = {"name", "environments", "platforms", "cuda_version", "pixi_version"}
 _cache: dict[tuple, Settings] = {}
 
@@ -134,6 +148,11 @@ def _apply(cls, base: dict, table: dict, where: str, section: str = "") -> dict:
     for key, value in table.items():
         if key in SECTIONS and cls is Settings:
             continue  # a section, applied on its own
+        if cls is HTCondorSettings and key in MOVED:
+            raise Exit(
+                f"htcondor.{key.replace('_', '-')} (from {where}) is no longer read: set {MOVED[key]} in "
+                "htcondor/*.sub, the one place for a job's resources, and remove it here."
+            )
         if key not in known or key in DERIVED:
             names = ", ".join(sorted(k.replace("_", "-") for k in known if k not in DERIVED))
             raise Exit(f"{where} has no setting '{section}{key.replace('_', '-')}' (known: {names}).")

@@ -14,6 +14,11 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 sys.path.insert(0, str(SRC))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `pixi run test` leaves these out to stay quick; `pixi run test-all` and CI run them.
+    config.addinivalue_line("markers", "slow: end-to-end runs of the script as a process (signals, eviction, restart)")
+
+
 def write_idx(path: Path, data: torch.Tensor, compress: bool = False) -> Path:
     """Write a uint8 tensor as an IDX file (gzip-compressed when ``compress``)."""
     data = data.to(torch.uint8).contiguous()

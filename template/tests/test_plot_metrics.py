@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 
@@ -33,9 +36,27 @@ def write_metrics(path, lr=1.0, epochs=4, decay=0.5):
 
 
 def run_cli(cwd, *args):
-    return subprocess.run(
-        [sys.executable, str(SRC / "plot_metrics.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    """plot_metrics.py's command line, run in this process (importing matplotlib once is quick)."""
+    out, err, previous = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = plot_metrics.main(list(args))
+            except SystemExit as exit_:  # argparse's errors
+                code = exit_.code
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["plot_metrics.py", *args], code, out.getvalue(), err.getvalue())
+
+
+@pytest.mark.slow
+def test_the_script_runs_as_a_command(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics.json")
+    result = subprocess.run(
+        [sys.executable, str(SRC / "plot_metrics.py"), str(metrics)], cwd=tmp_path, capture_output=True, text=True
     )
+    assert result.returncode == 0 and (tmp_path / "metrics.png").is_file(), result.stderr
 
 
 def colour_pixels(png, colour: str) -> int:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import mnist_idx
 import torch_MNIST
 from conftest import SRC, synthetic_digits, write_idx, write_mnist
 
@@ -19,78 +20,80 @@ def test_idx_round_trip(tmp_path, compress):
     images, labels = synthetic_digits(20)
     image_path = write_idx(tmp_path / "images-idx3-ubyte", images, compress)
     label_path = write_idx(tmp_path / "labels-idx1-ubyte", labels, compress)
-    assert torch.equal(torch_MNIST.read_idx(image_path), images)
-    assert torch.equal(torch_MNIST.read_idx(label_path), labels)
+    assert torch.equal(mnist_idx.read_idx(image_path), images)
+    assert torch.equal(mnist_idx.read_idx(label_path), labels)
 
 
 def test_truncated_file_is_reported(tmp_path):
     path = write_idx(tmp_path / "x-idx3-ubyte", synthetic_digits(4)[0])
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(torch_MNIST.DataError, match="truncated or corrupt"):
-        torch_MNIST.read_idx(path)
+    with pytest.raises(mnist_idx.DataError, match="truncated or corrupt"):
+        mnist_idx.read_idx(path)
 
 
 def test_bad_magic_is_reported(tmp_path):
     path = tmp_path / "x-idx3-ubyte"
     path.write_bytes(b"\x00\x00\x0d\x03" + bytes(20))  # 0x0d: float data, not MNIST
-    with pytest.raises(torch_MNIST.DataError, match="not an unsigned-byte IDX file"):
-        torch_MNIST.read_idx(path)
+    with pytest.raises(mnist_idx.DataError, match="not an unsigned-byte IDX file"):
+        mnist_idx.read_idx(path)
 
 
 def test_short_and_damaged_files_are_reported(tmp_path):
     short = tmp_path / "short"
     short.write_bytes(b"\x00\x00")
-    with pytest.raises(torch_MNIST.DataError, match="too short"):
-        torch_MNIST.read_idx(short)
+    with pytest.raises(mnist_idx.DataError, match="too short"):
+        mnist_idx.read_idx(short)
     damaged = tmp_path / "damaged.gz"
     damaged.write_bytes(b"\x1f\x8b" + bytes(30))
-    with pytest.raises(torch_MNIST.DataError, match="damaged gzip"):
-        torch_MNIST.read_idx(damaged)
+    with pytest.raises(mnist_idx.DataError, match="damaged gzip"):
+        mnist_idx.read_idx(damaged)
 
 
 def test_label_count_must_match(tmp_path):
     images, labels = synthetic_digits(10)
     write_mnist(tmp_path, {"train": images, "test": images}, {"train": labels[:9], "test": labels})
-    with pytest.raises(torch_MNIST.DataError, match="10 images but labels"):
-        torch_MNIST.load_split(tmp_path, "train")
+    with pytest.raises(mnist_idx.DataError, match="10 images but labels"):
+        mnist_idx.load_split(tmp_path, "train")
 
 
-def test_corrupt_data_exits_with_one_sentence(tmp_path):
+def test_corrupt_data_exits_with_one_sentence(tmp_path, capsys):
     images, labels = synthetic_digits(10)
     write_mnist(tmp_path, {"train": images, "test": images}, {"train": labels, "test": labels})
     broken = tmp_path / "train-images-idx3-ubyte"
     broken.write_bytes(broken.read_bytes()[:100])
-    result = subprocess.run(
-        [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", str(tmp_path), "--epochs", "1"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and "truncated or corrupt" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert torch_MNIST.main(["--data-dir", str(tmp_path), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "truncated or corrupt" in err and err.count("\n") == 1
 
 
-def test_missing_data_names_the_fix(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "fetch-data" in result.stderr
+def test_missing_data_names_the_fix(tmp_path, capsys):
+    assert torch_MNIST.main(["--data-dir", str(tmp_path)]) == 2
+    assert "fetch-data" in capsys.readouterr().err
 
 
-def test_help_states_defaults():
-    result = subprocess.run(
-        [sys.executable, str(SRC / "torch_MNIST.py"), "--help"], capture_output=True, text=True, check=True
-    )
+def test_help_states_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        torch_MNIST.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
     flags = ("--data-dir", "--epochs", "--batch-size", "--lr", "--gamma", "--save-model", "--metrics", "--amp")
-    for flag in (*flags, "--channels-last", "--target-accuracy", "--checkpoint", "--checkpoint-every"):
-        assert flag in result.stdout
-    assert "(default: 14)" in result.stdout and "(default: 64)" in result.stdout
-    assert "(default: auto)" in result.stdout  # --amp and --channels-last: chosen per hardware
+    for flag in (*flags, "--channels-last", "--target-accuracy", "--checkpoint", "--checkpoint-every", "--recipe"):
+        assert flag in out
+    out = " ".join(out.split())  # argparse wraps lines
+    assert "(default: fast)" in out and "(default: ==SUPPRESS==)" not in out
+    assert "(default: 3 with --recipe fast, 14 with --recipe lesson)" in out
+    assert "(default: 128 with --recipe fast, 64 with --recipe lesson)" in out
+    assert "(default: auto)" in out  # --amp and --channels-last: chosen per hardware
+
+
+@pytest.mark.slow
+def test_the_script_runs_as_a_command(tmp_path):
+    """The in-process tests call main(); this one runs the file as `pixi run train` does."""
+    result = subprocess.run(
+        [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "fetch-data" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_one_epoch_cpu_smoke_run(small_mnist, tmp_path, monkeypatch):
@@ -109,6 +112,7 @@ def test_one_epoch_cpu_smoke_run(small_mnist, tmp_path, monkeypatch):
     assert 0.0 <= report["final_test_accuracy"] <= 1.0
 
 
+@pytest.mark.slow  # the longest training of the suite; the quick tests train on tiny synthetic digits
 def test_learns_real_handwriting(tmp_path, monkeypatch):
     """scikit-learn's bundled 8x8 digits, upsampled to 28x28, must reach 95% accuracy."""
     datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn is not installed")
@@ -131,3 +135,38 @@ def test_learns_real_handwriting(tmp_path, monkeypatch):
     )
     accuracy = json.loads(metrics.read_text())["final_test_accuracy"]
     assert accuracy >= 0.95, f"test accuracy {accuracy:.3f} on sklearn digits is below 0.95"
+
+
+def test_the_default_recipe_is_short_and_the_lesson_is_one_flag_away():
+    fast = torch_MNIST.parse_args([])
+    assert (fast.recipe, fast.epochs, fast.batch_size, fast.lr, fast.label_smoothing) == ("fast", 3, 128, 3e-3, 0.1)
+    lesson = torch_MNIST.parse_args(["--recipe", "lesson"])
+    assert (lesson.epochs, lesson.batch_size, lesson.lr, lesson.gamma, lesson.label_smoothing) == (14, 64, 1.0, 0.7, 0)
+    mine = torch_MNIST.parse_args(["--recipe", "lesson", "--epochs", "2", "--lr", "0.5"])
+    assert (mine.epochs, mine.lr, mine.batch_size) == (2, 0.5, 64)  # a flag given wins over the recipe
+
+
+def learning_rates(argv, steps_per_epoch=10):
+    """The learning rate before each step of a run, as the recipe's schedule sets it."""
+    args = torch_MNIST.parse_args(argv)
+    optimizer, scheduler = torch_MNIST.make_optimizer(torch_MNIST.Net(), args, steps_per_epoch)
+    rates = []
+    for _ in range(args.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return optimizer, rates
+
+
+def test_the_lesson_recipe_is_adadelta_with_a_step_per_epoch():
+    optimizer, rates = learning_rates(["--recipe", "lesson", "--epochs", "3"])
+    assert isinstance(optimizer, torch.optim.Adadelta)
+    assert rates[0] == rates[9] == 1.0 and rates[10] == pytest.approx(0.7) and rates[29] == pytest.approx(0.49)
+
+
+def test_the_fast_recipe_is_one_cycle_of_adamw():
+    optimizer, rates = learning_rates([])
+    assert isinstance(optimizer, torch.optim.AdamW)
+    peak = max(rates)
+    assert peak == pytest.approx(3e-3) and rates[0] < peak / 10 and rates[-1] < peak / 1000
+    assert 0 < rates.index(peak) < len(rates) / 2  # warm up, then a long decay

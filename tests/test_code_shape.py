@@ -1,0 +1,68 @@
+"""The shape of the code a researcher reads first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAINING = ROOT / "template" / "src" / "torch_MNIST.py"
+
+
+def test_the_training_script_reads_like_the_lesson():
+    """Model, data, one epoch, evaluation and a short main loop; machinery lives beside it."""
+    text = TRAINING.read_text()
+    assert len(text.splitlines()) <= 250, f"{TRAINING.name} has {len(text.splitlines())} lines; keep it at most 250"
+    order = [text.index(name) for name in ("class Net", "def to_device", "def train_epoch", "def evaluate", "def main")]
+    assert order == sorted(order), "the script should read: model, data, training epoch, evaluation, main"
+
+
+def test_quick_project_tests_by_default_and_every_test_in_ci(renderings):
+    """`pixi run test` leaves out the tests marked slow; `test-all`, the project's CI and the
+    template's own check of a rendering (maintainer/checks.py: plain `pytest tests`) run them."""
+    import inspect
+    import tomllib
+
+    from maintainer import checks
+
+    project = renderings["defaults"]
+    tasks = tomllib.loads((project / "pixi.toml").read_text())["feature"]["test"]["tasks"]
+    assert tasks["test"]["cmd"] == "pytest tests -m 'not slow'" and tasks["test-all"]["cmd"] == "pytest tests"
+    workflow = (project / ".github" / "workflows" / "tests.yml").read_text()
+    assert "test-all" in workflow and "run --environment default test\n" not in workflow
+    slow = [p.name for p in (project / "tests").glob("test_*.py") if "@pytest.mark.slow" in p.read_text()]
+    assert "test_checkpoint.py" in slow
+    assert '"tests"]' in inspect.getsource(checks.check_project_tests) and "not slow" not in inspect.getsource(checks)
+
+
+FUNCTION_LIMIT = 60
+CODE = ("template", "maintainer", "tasks.py", "noxfile.py")
+
+
+def long_functions(root: Path = ROOT, limit: int = FUNCTION_LIMIT) -> list[str]:
+    """Every function (method, nested function) in CODE longer than ``limit`` lines, from `def` to its end."""
+    import ast
+
+    files = []
+    for name in CODE:
+        path = root / name
+        files += [path] if path.is_file() else sorted(path.rglob("*.py"))
+    found = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({length})")
+    return found
+
+
+def test_no_function_is_longer_than_60_lines():
+    assert long_functions() == [], "split these into functions that each do one thing"
+
+
+def test_the_length_check_sees_methods_and_nested_functions(tmp_path):
+    body = "\n".join(f"        x{i} = {i}" for i in range(60))
+    (tmp_path / "maintainer").mkdir()
+    (tmp_path / "maintainer" / "m.py").write_text(f"class C:\n    def method(self):\n{body}\n")
+    (tmp_path / "tasks.py").write_text("def short():\n    pass\n")
+    assert long_functions(tmp_path) == ["maintainer/m.py:2 method (61)"]
