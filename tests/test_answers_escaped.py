@@ -12,9 +12,10 @@ import subprocess
 import tomllib
 
 import pytest
+import yaml
 
 from maintainer.checks import run_checks
-from maintainer.render import load_answers, render
+from maintainer.render import ROOT, load_answers, render
 
 SLURM = {"batch_systems": ["htcondor", "slurm"]}
 CUSTOM = {"container_registry": "custom"}
@@ -29,7 +30,6 @@ TRAILING_NEWLINE = [
     ("pytorch_version", ">=2.7,<3", {}),
     ("pixi_version", "0.77.0", {}),
     ("condor_request_memory", "8GB", {}),
-    ("condor_request_disk", "20GB", {}),
     ("condor_gpu_min_capability", "7.5", {}),
     ("osdf_path", "osdf:///chtc/staging/jane", {}),
     ("slurm_partition", "gpu", SLURM),
@@ -119,3 +119,17 @@ def test_pixi_checks_accept_the_hostile_answers(hostile):
     findings = run_checks(hostile, ["pixi"])
     assert findings
     assert_findings(findings)
+
+
+def test_every_free_text_answer_with_a_validator_is_tried_with_a_newline():
+    """A question added (or removed) in copier.yml must be added to (or removed from) the list above."""
+    questions = yaml.safe_load((ROOT / "copier.yml").read_text())
+    free_text = {
+        name
+        for name, question in questions.items()
+        if isinstance(question, dict)
+        and "validator" in question
+        and question.get("type") == "str"
+        and not question.get("choices")
+    }
+    assert free_text == {name for name, _, _ in TRAILING_NEWLINE}

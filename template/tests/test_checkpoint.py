@@ -256,7 +256,6 @@ def htcondor_sandbox(path, samples=512):
     import fetch_data
 
     shutil.copytree(SRC, path / "src")
-    shutil.copy2(SRC.parent / "pixi.toml", path / "pixi.toml")  # transferred with src/: the data's pins
     shutil.copy2(TRAIN_SH, path / "train.sh")
     train, test = synthetic_digits(samples, seed=1), synthetic_digits(128, seed=2)
     raw = path / "staging" / "data" / "MNIST" / "raw"
@@ -265,17 +264,14 @@ def htcondor_sandbox(path, samples=512):
         tar.add(path / "staging" / "data", arcname="data")
     shutil.rmtree(path / "staging")
     # pixi.toml travels with src/ (transfer_input_files): train.sh checks the data against its pins.
-    import fetch_data
-
-    pins = fetch_data.digests_of(path / "MNIST_data.tar.gz")
+    digests = fetch_data.digests_of(path / "MNIST_data.tar.gz")
     (path / "pixi.toml").write_text(
-        f'[tool.invoke-tasks.data]\nsha256 = "{pins["sha256"]}"\ngit-blob = "{pins["git_blob"]}"\n'
+        f'[tool.invoke-tasks.data]\nsha256 = "{digests["sha256"]}"\ngit-blob = "{digests["git_blob"]}"\n'
     )
     extractor = path / "study-environment-0123abcd.sh"
     extractor.write_text(SELF_EXTRACTOR_STAND_IN.format(python=sys.executable))
     extractor.chmod(0o644)  # file transfer may drop the executable bit
     # The job's environment carries the archive's pins, as submit-condor passes them (data_pins).
-    digests = fetch_data.digests_of(path / "MNIST_data.tar.gz")
     pins = {"INVOKE_PROJECT_DATA_SHA256": digests["sha256"], "INVOKE_PROJECT_DATA_GIT_BLOB": digests["git_blob"]}
     return {**os.environ, **pins, "PIXI_PACK_EXECUTABLE": extractor.name, "PYTHONUNBUFFERED": "1"}
 
