@@ -220,10 +220,10 @@ def test_the_readme_says_how_settings_come_from_the_environment_and_it_is_true(c
     readme = (project / "README.md").read_text()
     assert "every Invoke flag can also be set" not in readme
     examples = dict(re.findall(r"`(INVOKE_PROJECT_[A-Z_]+)=([^`.]+)`", readme))
-    assert examples.get("INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY") == "8GB"
+    assert examples.get("INVOKE_PROJECT_DATA_MAX_SIZE_MB") == "2048"
     env = {**offline_env(tmp_path), **examples}
     settings = json.loads(run_invoke(project, "settings", env=env).stdout)
-    assert settings["htcondor"]["request_memory"] == "8GB"
+    assert settings["data"]["max_size_mb"] == 2048
 
 
 def test_a_cjk_project_name_gets_a_valid_slug(tmp_path):
