@@ -218,7 +218,9 @@ def test_submit_condor_submits_the_pushed_tag(engine, project, built):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     (line,) = log.read_text().splitlines()
     image = f"docker://{image_of(project)}:{short_sha(project)}"
-    assert line.startswith("condor_submit -append") and line.endswith(f"container_image = {image} docker.sub")
+    # The image of this commit is appended; the submit file itself comes last (its jobs read train_args.txt).
+    assert line.startswith("condor_submit -append") and line.endswith(" docker.sub")
+    assert f"-append container_image = {image} -append" in line
     cluster = (project / "htcondor" / ".last-cluster").read_text().strip()
     assert cluster.isdigit() and f"cluster {cluster}:" in result.stdout
 
