@@ -424,7 +424,14 @@ def test_push_to_a_registry_that_does_not_answer_fails(engine, project, built):
     silent = f"127.0.0.1:{free_port()}/lab/study"  # nothing listens there
     client.api.tag(f"{image_of(project)}:latest", silent, "latest")
     result = invoke(
-        project, "push-image", "--tag", "latest", docker_host=host, extra_env={"INVOKE_PROJECT_IMAGE": silent}
+        # --allow-dirty: what earlier tests left in the shared project is not this test's subject.
+        project,
+        "push-image",
+        "--tag",
+        "latest",
+        "--allow-dirty",
+        docker_host=host,
+        extra_env={"INVOKE_PROJECT_IMAGE": silent},
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(f"pushing {silent}:latest failed: ")
