@@ -65,7 +65,7 @@ def docker_credentials(host: str) -> tuple[str, str] | None:
     helper = (config.get("credHelpers") or {}).get(key) or config.get("credsStore")
     if helper and shutil.which(f"docker-credential-{helper}"):
         result = subprocess.run(
-            [f"docker-credential-{helper}", "get"], input=key, capture_output=True, text=True, check=False
+            [f"docker-credential-{helper}", "get"], input=key, capture_output=True, text=True, check=False, timeout=60
         )
         if result.returncode == 0:
             stored = json.loads(result.stdout)
