@@ -238,7 +238,10 @@ class Journey:
         # The tasks' own condor_submit command (validated by the bindings): the pack they name
         # must be the one the pack step made, or the job would unpack another environment.
         dry_run = self.invoke("condor", "submit-condor", "--flavour", "pixi-pack", "--dry-run", capture=True)
-        command = shlex.split(dry_run.split("# dry run: would run, in htcondor/:\n", 1)[1].strip())
+        words = shlex.split(dry_run.split("# dry run: would run, in htcondor/:\n", 1)[1].strip())
+        # The printed line may first write the sweep file (`printf ... > sweep.txt &&`): keep condor_submit's call.
+        start = max(i for i, word in enumerate(words) if Path(word).name == "condor_submit")
+        command = words[start:]
         if f"pack_file = {packed.name}" not in command:
             raise StepFailed(f"step condor: submit-condor names another pack than {packed.name}: {' '.join(command)}")
         sweep = self.project / "htcondor" / "journey_args.txt"
