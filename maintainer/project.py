@@ -38,14 +38,20 @@ def write_data_tarball(project: Path, train: int = 256, test: int = 64) -> Path:
     return archive
 
 
-@functools.cache
-def fetch_data_module():
-    """The template's src/fetch_data.py: the one implementation of the data's digests and pins."""
-    path = Path(__file__).resolve().parent.parent / "template" / "src" / "fetch_data.py"
-    spec = importlib.util.spec_from_file_location("template_fetch_data", path)
+def _source_module(name: str, registered_as: str):
+    path = Path(__file__).resolve().parent.parent / "template" / "src" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(registered_as, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@functools.cache
+def fetch_data_module():
+    """The template's src/fetch_data.py: the one implementation of the data's digests and pins."""
+    # It imports its sibling src/progress.py by that name, as it does when run as a script.
+    sys.modules.setdefault("progress", _source_module("progress", "progress"))
+    return _source_module("fetch_data", "template_fetch_data")
 
 
 def data_pins(archive: Path) -> dict[str, str]:

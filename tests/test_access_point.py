@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -154,6 +155,28 @@ def test_pixi_pack_flavour_and_the_default_flavour(project, access_point, local_
     assert result.returncode == 0, result.stdout + result.stderr
     (ad,) = dry_run_ads(result.stdout)
     assert ad["ContainerImage"].startswith("oras://")
+
+
+def test_staging_shows_progress_line_by_line(project, access_point, local_registry):
+    """Copies to the OSDF staging directory (GBs for a pack) print progress as they go: whole lines in a log."""
+    staging = project.parent / "ospool-data"
+    staging.mkdir()
+    env = {
+        "INVOKE_PROJECT_IMAGE": f"{local_registry}/some-lab/everything-on",
+        "INVOKE_PROJECT_HTCONDOR_OSDF_PATH": "osdf:///ospool/ap40/data/someone/mnist",
+        "INVOKE_PROJECT_HTCONDOR_STAGING_DIR": str(staging),
+        "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+    }
+    args = ("submit-condor", "--flavour", "pixi-pack", "--build")
+    result, recorded = invoke(project, *args, path_dirs=(access_point,), extra_env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    staged = sorted(path.name for path in staging.iterdir())
+    assert len(staged) == 2 and "MNIST_data.tar.gz" in staged, staged
+    for name in staged:
+        lines = [line for line in result.stderr.splitlines() if line.startswith(f"staging {name}: ")]
+        assert len(lines) >= 2 and "\r" not in result.stderr, result.stderr
+        assert re.search(r": (\S+ \w+) of \1 \(100%\).* in [0-9.]+ s$", lines[-1]), lines
+    assert recorded[-1].startswith("condor_submit ")
 
 
 def test_the_dry_run_command_runs_as_printed(project, access_point, local_registry):
