@@ -225,6 +225,9 @@ def _edit(project: Path, old: str, new: str, name: str = "docker.sub") -> None:
     path.write_text(path.read_text().replace(old, new, 1))
 
 
+# The submit files' request_memory: memory_mb, doubled after each memory hold, up to memory_cap_mb.
+GROWING_MEMORY = "request_memory = min({$(memory_cap_mb), $(memory_mb) * pow(2, $(memory_holds))})"
+
 BAD_VALUES = [
     (
         ("request_disk = 4GB", "request_disk = 20"),
@@ -234,13 +237,27 @@ BAD_VALUES = [
         "20GB.",
     ),
     (
-        ("request_memory = 4GB", "request_memory = 8"),
+        (GROWING_MEMORY, "request_memory = 8"),
         [],
         {},
         "htcondor/docker.sub: request_memory = 8 has no unit, which HTCondor reads as 8 MB; write the unit, e.g. 8GB.",
     ),
     (
-        ("request_memory = 4GB", "request_memory = 8GiB"),
+        ("memory_mb = 4096", "memory_mb = 8GB"),
+        [],
+        {},
+        "htcondor/docker.sub: memory_mb = 8GB is not a whole number of MB, which request_memory reads; write one "
+        "such as 4096 (4 GB).",
+    ),
+    (
+        ("memory_cap_mb = 16384", "memory_cap_mb = 2048"),
+        [],
+        {},
+        "htcondor/docker.sub: memory_cap_mb = 2048 is below memory_mb = 4096, so a job held for memory would ask for "
+        "less; raise memory_cap_mb.",
+    ),
+    (
+        (GROWING_MEMORY, "request_memory = 8GiB"),
         [],
         {},
         "htcondor/docker.sub: request_memory = 8GiB is not a size HTCondor reads (a number and K, M, G or T, e.g. "

@@ -1,0 +1,114 @@
+"""Jobs held for memory are retried with a larger request, up to the submit file's cap.
+
+The submit files are read by the real HTCondor 24.0 bindings (`Submit(text).jobs()`, no
+schedd), and their request_memory and periodic_release expressions are evaluated with the
+real classad module against job ads as the schedd holds them. The hold codes and messages
+are HTCondor's own: src/condor_utils/condor_holdcodes.h (34 JobOutOfResources, subcode 102
+Memory and 104 Disk from 24.0.13; 0 before), src/condor_starter.V6.1/vanilla_proc.cpp (the
+starter's message, v23.0.0 and v24.0.23), starter.cpp (the disk hold, v24.0.1) and
+param_info.in (POLICY:HOLD_IF_MEMORY_EXCEEDED: 21 StartdHeldJob, subcode 102). The schedd
+counts holds per reason in NumHoldsByReason (docs/classad-attributes/job-classad-attributes.rst).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from maintainer.project import project_tasks
+
+classad = pytest.importorskip("classad", reason="the HTCondor bindings are not installed (pip install htcondor)")
+
+# What the shadow writes into HoldReason: "Error from SLOT: " and the starter's message.
+SLOT = "Error from slot1_3@e2338.chtc.wisc.edu: "
+STARTER_24 = (
+    "Job has gone over cgroup memory limit of {mb} megabytes. Last measured usage: {used} megabytes.  "
+    "Consider resubmitting with a higher request_memory."
+)
+STARTER_23 = "Job has gone over memory limit of {mb} megabytes. Peak usage: {used} megabytes."
+DISK_24_0_1 = "Job has exceeded request_disk (4.00 GB). Consider increasing the value of request_disk."
+
+
+def held(code: int, subcode: int, reason: str, holds: dict[str, int], used: int) -> dict:
+    """A job ad as the schedd keeps it while the job is held (JobStatus 5)."""
+    return {
+        "JobStatus": 5,
+        "HoldReasonCode": code,
+        "HoldReasonSubCode": subcode,
+        "HoldReason": reason,
+        "NumHoldsByReason": classad.ClassAd(holds),
+        "MemoryUsage": used,
+    }
+
+
+def evaluate(expressions: dict[str, str], job: dict) -> tuple[int, bool]:
+    """(RequestMemory, PeriodicRelease) of the job, as the negotiator and the schedd evaluate them."""
+    ad = classad.ClassAd(job)
+    for attribute, expression in expressions.items():
+        ad[attribute] = classad.ExprTree(expression.removeprefix("/Expr(").removesuffix(")/"))
+    return ad.eval("RequestMemory"), ad.eval("PeriodicRelease") is True
+
+
+@pytest.fixture(scope="module")
+def submit_files(renderings):
+    """Each rendered submit file's job ad, read by the real bindings through the project's own call."""
+    project = renderings["everything"]
+    describe = project_tasks(project).condor_bindings.describe
+    found = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in sorted((project / "htcondor").glob("*.sub")):
+            answer = describe(path.read_text(), [], path.parent)
+            assert not answer.get("error") and not answer.get("warnings"), answer
+            (ad,) = answer["ads"]
+            found[path.name] = {key: ad[key] for key in ("RequestMemory", "PeriodicRelease")}
+    assert set(found) == {"docker.sub", "apptainer.sub", "pixi-pack.sub"}
+    return found
+
+
+@pytest.mark.parametrize("name", ["docker.sub", "apptainer.sub", "pixi-pack.sub"])
+def test_a_memory_hold_doubles_the_request_up_to_the_cap_then_stays_held(submit_files, name):
+    expressions = submit_files[name]
+    assert evaluate(expressions, {"JobStatus": 1}) == (4096, False)  # the first request: memory_mb
+    starter = SLOT + STARTER_24.format(mb=4096, used=4101)
+    first = held(34, 102, starter, {"JobOutOfResources": 1}, used=4101)
+    assert evaluate(expressions, first) == (8192, True)
+    second = held(34, 102, SLOT + STARTER_24.format(mb=8192, used=8190), {"JobOutOfResources": 2}, used=8190)
+    assert evaluate(expressions, second) == (16384, True)  # memory_cap_mb
+    at_the_cap = held(34, 102, SLOT + STARTER_24.format(mb=16384, used=16400), {"JobOutOfResources": 3}, 16400)
+    assert evaluate(expressions, at_the_cap) == (16384, False)  # held for the user; condor-status says why
+
+
+def test_only_memory_holds_are_released(submit_files):
+    expressions = submit_files["docker.sub"]
+    older_starter = held(34, 0, SLOT + STARTER_23.format(mb=4096, used=3900), {"JobOutOfResources": 1}, used=3900)
+    assert evaluate(expressions, older_starter) == (8192, True)  # execute points before 24.0.13
+    pool_policy = held(21, 102, "memory usage exceeded request_memory", {"StartdHeldJob": 1}, used=4500)
+    assert evaluate(expressions, pool_policy) == (8192, True)  # POLICY:HOLD_IF_MEMORY_EXCEEDED
+    not_memory = [
+        held(34, 0, SLOT + DISK_24_0_1, {"JobOutOfResources": 1}, used=900),  # disk, on a 24.0.1 starter
+        held(34, 104, SLOT + DISK_24_0_1, {"JobOutOfResources": 1}, used=900),  # disk, subcode 104
+        held(1, 0, "via condor_hold (by user alice)", {"UserRequest": 1}, used=900),
+        held(12, 2, "Transfer output files failure", {"TransferOutputError": 1}, used=900),
+        held(21, 103, "job ran too long", {"StartdHeldJob": 1}, used=900),
+    ]
+    for job in not_memory:
+        assert evaluate(expressions, job)[1] is False, job["HoldReason"]
+
+
+def test_the_cap_is_the_users_and_a_smaller_first_request_grows_to_it(copy_of):
+    """memory_mb and memory_cap_mb are the submit file's two numbers; the expression follows them."""
+    project = copy_of("everything")
+    path = project / "htcondor" / "pixi-pack.sub"
+    path.write_text(path.read_text().replace("memory_mb = 4096", "memory_mb = 1000").replace("= 16384", "= 3000"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        answer = project_tasks(project).condor_bindings.describe(path.read_text(), [], path.parent)
+    (ad,) = answer["ads"]
+    expressions = {key: ad[key] for key in ("RequestMemory", "PeriodicRelease")}
+    requests = [evaluate(expressions, {"JobStatus": 1})]
+    for holds in (1, 2, 3):  # the schedd has counted the hold by the time periodic_release is evaluated
+        job = held(34, 102, SLOT + STARTER_24.format(mb=1, used=2), {"JobOutOfResources": holds}, used=2)
+        requests.append(evaluate(expressions, job))
+    assert requests == [(1000, False), (2000, True), (3000, True), (3000, False)]
