@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from maintainer.project import project_tasks
+from maintainer.project import template_module
 
 ROOT = Path(__file__).resolve().parent.parent
 # conda subdirs that can hold a CUDA platform entry (conda-forge builds CUDA PyTorch for both).
@@ -374,9 +374,9 @@ def check_project_tests(project: Path) -> list[Finding]:
 
 
 # ------------------------------------------------------------------- HTCondor
-def condor_jobs(project: Path, path: Path) -> list[dict]:
-    """Job ClassAds of one submit file, read by the project's own call into the bindings."""
-    answer = project_tasks(project).condor_bindings.describe(path.read_text(), [], path.parent)
+def condor_jobs(path: Path) -> list[dict]:
+    """Job ClassAds of one submit file, read by the tasks' one call into the bindings (a child process)."""
+    answer = template_module("tasks/condor_bindings.py").describe(path.read_text(), [], path.parent)
     if "crashed" in answer or "timeout" in answer:
         raise RuntimeError(f"the bindings crashed or hung ({answer})")
     if answer.get("error"):
@@ -384,17 +384,12 @@ def condor_jobs(project: Path, path: Path) -> list[dict]:
     return answer["ads"]
 
 
-def _sizes(project: Path):
-    """The project's one reader of HTCondor sizes (tasks/sizes.py)."""
-    return project_tasks(project).sizes
-
-
 def condor_expectations(project: Path, flavour: str) -> list[str]:
     """Problems with one rendered submit file, judged against the project's settings and answers."""
     settings = read_manifest(project)["tool"]["invoke-tasks"]
     gpu = "gpu" in read_manifest(project).get("environments", {})
     path = project / "htcondor" / f"{flavour}.sub"
-    ads = condor_jobs(project, path)
+    ads = condor_jobs(path)
     problems = []
     if len(ads) != 1:
         return [f"expected 1 job, got {len(ads)}"]
@@ -416,7 +411,7 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
         problems.append(f"RequestGPUs is {ad.get('RequestGPUs')}, expected 1 (training uses one GPU)")
     if gpu and str(ad.get("GPUsMinCapability", "")) == "":
         problems.append("no minimum GPU capability")
-    problems += _size_problems(project, path.read_text(), ad)
+    problems += _size_problems(path.read_text(), ad)
     inputs = [item.strip() for item in str(ad.get("TransferInput", "")).split(",")]
     if "../src" not in inputs or not any(i.endswith("MNIST_data.tar.gz") for i in inputs):
         problems.append(f"TransferInput {inputs} must hold ../src and MNIST_data.tar.gz")
@@ -426,9 +421,10 @@ def condor_expectations(project: Path, flavour: str) -> list[str]:
     return problems + submit_text_problems(path.read_text())
 
 
-def _size_problems(project: Path, text: str, ad: dict) -> list[str]:
-    """request_memory / request_disk: a size with a unit, and what the bindings read (MiB, KiB)."""
-    sizes, problems = _sizes(project), []
+def _size_problems(text: str, ad: dict) -> list[str]:
+    """request_memory / request_disk: a size with a unit, and what the bindings read (MiB, KiB),
+    judged by the tasks' one reader of HTCondor sizes (tasks/sizes.py)."""
+    sizes, problems = template_module("tasks/sizes.py"), []
     for command, attribute, unit in (
         ("request_memory", "RequestMemory", 2**20),
         ("request_disk", "RequestDisk", 2**10),

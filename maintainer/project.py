@@ -1,6 +1,10 @@
-"""A rendered project seen from outside: its own tasks package, and tiny data pinned for it.
+"""A rendered project seen from outside: tiny data pinned for it, and the template's own
+implementations of what the maintainer side shares with the project.
 
-Shared by the tests and by maintainer/journey.py.
+Shared by the tests, maintainer/checks.py and maintainer/journey.py. The rendered project's
+tasks package is never imported here: the maintainer side reaches the few self-contained
+files it shares with the project (src/fetch_data.py, src/tiny_mnist.py, tasks/sizes.py,
+tasks/condor_bindings.py) in the template, where they are written once.
 """
 
 from __future__ import annotations
@@ -12,49 +16,38 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+TEMPLATE = Path(__file__).resolve().parent.parent / "template"
+
 
 @functools.cache
-def project_tasks(project: Path):
-    """Import a rendered project's tasks package under a name of its own (importing reads nothing)."""
-    package = project / "tasks"
-    spec = importlib.util.spec_from_file_location(
-        f"tasks_{abs(hash(project))}", package / "__init__.py", submodule_search_locations=[str(package)]
-    )
+def template_module(relative: str):
+    """A self-contained module of the template (no relative imports), e.g. "tasks/sizes.py".
+
+    Rendering copies these files unchanged (they are not .jinja), so a rendered project
+    holds the same code."""
+    path = TEMPLATE / relative
+    name = "template_" + relative.removesuffix(".py").replace("/", "_")
+    if relative.startswith("src/") and relative != "src/progress.py":
+        # src/ scripts import their sibling src/progress.py by that name, as they do when run.
+        sys.modules.setdefault("progress", template_module("src/progress.py"))
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # the package's modules import each other relatively
     spec.loader.exec_module(module)
     return module
 
 
 def write_data_tarball(project: Path, train: int = 256, test: int = 64) -> Path:
-    """MNIST_data.tar.gz in the layout of CHTC's copy (data/MNIST/raw/), tiny and random."""
+    """MNIST_data.tar.gz in the layout of CHTC's copy (data/MNIST/raw/), tiny and made up."""
     archive = project / "MNIST_data.tar.gz"
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "data" / "MNIST" / "raw"
-        raw.mkdir(parents=True)
-        project_tasks(project).data.tiny_mnist(raw, train, test)
+        template_module("src/tiny_mnist.py").tiny_mnist(raw, train, test)
         with tarfile.open(archive, "w:gz") as tar:
             tar.add(Path(tmp) / "data", arcname="data")
     return archive
 
 
-def _source_module(name: str, registered_as: str):
-    path = Path(__file__).resolve().parent.parent / "template" / "src" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(registered_as, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@functools.cache
-def fetch_data_module():
-    """The template's src/fetch_data.py: the one implementation of the data's digests and pins."""
-    # It imports its sibling src/progress.py by that name, as it does when run as a script.
-    sys.modules.setdefault("progress", _source_module("progress", "progress"))
-    return _source_module("fetch_data", "template_fetch_data")
-
-
 def data_pins(archive: Path) -> dict[str, str]:
     """INVOKE_* overrides that pin ``archive`` as the project's data, verified as the real one is."""
-    digests = fetch_data_module().digests_of(archive)
+    digests = template_module("src/fetch_data.py").digests_of(archive)
     return {"INVOKE_PROJECT_DATA_GIT_BLOB": digests["git_blob"], "INVOKE_PROJECT_DATA_SHA256": digests["sha256"]}

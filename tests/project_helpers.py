@@ -1,15 +1,19 @@
-"""Helpers for tests on a rendered project (project_tasks and write_data_tarball live in maintainer/project.py)."""
+"""Helpers for tests on a rendered project (write_data_tarball and data_pins live in maintainer/project.py)."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
+import itertools
 import json
 import re
 import shutil
+import sys
 import tarfile
 from pathlib import Path
 
-from maintainer.project import data_pins, project_tasks, write_data_tarball
+from maintainer.project import data_pins, write_data_tarball
 from maintainer.render import ROOT, git
 
 __all__ = [
@@ -21,6 +25,26 @@ __all__ = [
     "dry_run_command",
     "tar_members",
 ]
+
+
+_IMPORTED = itertools.count(1)
+
+
+@functools.cache
+def project_tasks(project: Path):
+    """A rendered project's tasks package, imported into the tests' process (importing reads nothing).
+
+    It gets a name of its own, rendered_tasks_N, because the suite holds several renderings and
+    this repository's tasks.py already answers to `tasks`; its modules import each other relatively.
+    """
+    package = project / "tasks"
+    name = f"rendered_tasks_{next(_IMPORTED)}"
+    locations = [str(package)]
+    spec = importlib.util.spec_from_file_location(name, package / "__init__.py", submodule_search_locations=locations)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def tar_members(archive: Path) -> list[str]:

@@ -197,7 +197,7 @@ def test_the_dry_run_command_runs_as_printed(project, access_point, local_regist
 
 
 def test_docker_credentials_come_from_the_docker_config(tmp_path, project, monkeypatch):
-    from maintainer.project import project_tasks
+    from tests.project_helpers import project_tasks
 
     config = tmp_path / "docker-config"
     config.mkdir()

@@ -66,3 +66,37 @@ def test_the_length_check_sees_methods_and_nested_functions(tmp_path):
     (tmp_path / "maintainer" / "m.py").write_text(f"class C:\n    def method(self):\n{body}\n")
     (tmp_path / "tasks.py").write_text("def short():\n    pass\n")
     assert long_functions(tmp_path) == ["maintainer/m.py:2 method (61)"]
+
+
+CHECKS_IN_A_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from maintainer.checks import run_checks
+from maintainer.project import write_data_tarball
+project = Path(sys.argv[1]).resolve()
+findings = run_checks(project, ["htcondor"])
+write_data_tarball(project).unlink()
+files = {name: Path(getattr(module, "__file__", None) or "/") for name, module in list(sys.modules.items())}
+loaded = [name for name, path in files.items() if project in path.parents]
+print(json.dumps({"findings": [f.line() for f in findings if not f.ok and not f.skipped], "loaded": loaded}))
+"""
+
+
+def test_the_maintainer_side_imports_no_rendered_tasks(renderings):
+    """The checks read submit files with the tasks' one bindings call and size reader, and the
+    journey writes its data with src/tiny_mnist.py, all reached in the template where they are
+    written once: no module of a rendered project is imported into the maintainer's process."""
+    import json
+    import subprocess
+    import sys
+
+    project = renderings["defaults"]
+    result = subprocess.run(
+        [sys.executable, "-c", CHECKS_IN_A_FRESH_PROCESS, str(project)],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer == {"findings": [], "loaded": []}
+    for path in sorted((ROOT / "maintainer").glob("*.py")):
+        assert "project_tasks" not in path.read_text(), f"maintainer/{path.name} imports a rendered project's tasks"

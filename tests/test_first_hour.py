@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from maintainer.checks import manifest_semantics, read_manifest, run_checks
-from maintainer.project import project_tasks
-from maintainer.render import preset_names, render
+from maintainer.render import ROOT, preset_names, render
+from tests.project_helpers import project_tasks
 from tests.services import STAND_INS, TIMINGS, run_invoke
 
 # Imported by every Python process started with it on PYTHONPATH (the pixi stand-in, the
@@ -122,6 +122,18 @@ def test_tiny_mnist_is_one_implementation(copy_of, tmp_path):
             sys.modules.pop(name, None)
     for module in (project / "tasks").glob("*.py"):
         assert '">4B3I"' not in module.read_text(), f"tasks/{module.name} writes IDX files itself"
+
+
+def test_the_project_tests_write_mnist_through_tiny_mnist():
+    """The project's tests draw made-up digits with src/tiny_mnist.py and encode IDX with its
+    idx_bytes: one writer of MNIST files for the demo, the tasks and the tests."""
+    tests = ROOT / "template" / "tests"
+    for module in tests.glob("*.py"):
+        text = module.read_text()
+        assert "struct.pack" not in text, f"tests/{module.name} encodes IDX headers itself"
+        assert "def synthetic_digits" not in text, f"tests/{module.name} draws its own made-up digits"
+    conftest = (tests / "conftest.py").read_text()
+    assert "from tiny_mnist import idx_bytes, tiny_mnist" in conftest
 
 
 @pytest.mark.parametrize("preset", preset_names())

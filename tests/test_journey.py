@@ -21,7 +21,7 @@ from functools import partial
 import pytest
 
 from maintainer.checks import read_manifest
-from maintainer.project import fetch_data_module
+from maintainer.project import template_module
 from maintainer.render import preset_names
 from tests.project_helpers import write_data_tarball
 from tests.services import run_invoke
@@ -161,7 +161,7 @@ def served(renderings, tmp_path):
     for part in ("tasks", "src"):  # write_data_tarball uses the tasks' tiny_mnist, which is src/tiny_mnist.py
         shutil.copytree(renderings["cpu-linux"] / part, root / part)
     archive = write_data_tarball(root)
-    digests = fetch_data_module().digests_of(archive)
+    digests = template_module("src/fetch_data.py").digests_of(archive)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -16,7 +16,7 @@ import warnings
 
 import pytest
 
-from maintainer.project import project_tasks
+from tests.project_helpers import project_tasks
 
 classad = pytest.importorskip("classad", reason="the HTCondor bindings are not installed (pip install htcondor)")
 

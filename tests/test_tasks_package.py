@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from maintainer.project import project_tasks
 from maintainer.render import git, preset_names
+from tests.project_helpers import project_tasks
 from tests.services import run_invoke
 from tests.test_copier_update import assert_no_conflicts, copy_and_commit, make_template_repo, replace, update
 

@@ -85,6 +85,27 @@ def test_settings_come_from_pixi_toml_and_environment(project):
     assert settings["htcondor"]["osdf_path"] == "osdf:///chtc/staging/someone"
 
 
+def test_settings_are_layered_by_invokes_own_configuration(project, tmp_path):
+    """Over pixi.toml, Invoke layers `project` as it layers its own settings (pyinvoke's
+    docs/concepts/configuration.rst, invoke/executor.py: collection, project invoke.yaml, then
+    INVOKE_* variables, then the -f file); a variable's value is checked as the setting's type."""
+    (project / "invoke.yaml").write_text("project:\n  image: example.org/from/yaml\n  slurm:\n    partition: yaml\n")
+    runtime = tmp_path / "runtime.yaml"
+    runtime.write_text("project:\n  image: example.org/from/runtime\n")
+    env = {"INVOKE_PROJECT_IMAGE": "example.org/from/variable", "INVOKE_PROJECT_SLURM_MAX_RUNNING": "7"}
+    result, _ = invoke(project, "settings", extra_env=env)
+    shown = json.loads(result.stdout)
+    assert shown["image"] == "example.org/from/variable" and shown["slurm"]["partition"] == "yaml"
+    assert shown["slurm"]["max_running"] == 7
+    result, _ = invoke(project, "-f", str(runtime), "settings", extra_env=env)
+    assert json.loads(result.stdout)["image"] == "example.org/from/runtime"
+    result, _ = invoke(project, "settings", extra_env={"INVOKE_PROJECT_SLURM_MAX_RUNNING": "four"})
+    assert one_sentence(result) == (
+        "slurm.max-running (from Invoke's configuration: invoke.yaml, INVOKE_PROJECT_* variables or -f) must be "
+        "a whole number, not 'four'."
+    )
+
+
 def test_a_bad_setting_is_one_sentence(project):
     result, _ = invoke(project, "settings", extra_env={"INVOKE_PROJECT_DATA_URL": "x", "INVOKE_PROJECT_ARCH": "y"})
     assert "has no setting 'arch'" in one_sentence(result)

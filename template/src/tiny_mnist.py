@@ -31,6 +31,11 @@ def image(rng: random.Random, digit: int) -> bytes:
     return bytes(pixels)
 
 
+def idx_bytes(shape: tuple[int, ...], data: bytes) -> bytes:
+    """An IDX file of unsigned bytes: two zero bytes, type 0x08, the number of dimensions, the sizes, the data."""
+    return struct.pack(f">4B{len(shape)}I", 0, 0, 8, len(shape), *shape) + data
+
+
 def tiny_mnist(directory: Path, train: int = 128, test: int = 32, seed: int = 0) -> Path:
     """Write train-* and t10k-* image and label files into ``directory``; returns it."""
     directory = Path(directory)
@@ -39,10 +44,8 @@ def tiny_mnist(directory: Path, train: int = 128, test: int = 32, seed: int = 0)
     for prefix, count in (("train", train), ("t10k", test)):
         labels = bytes(rng.randrange(10) for _ in range(count))
         images = b"".join(image(rng, digit) for digit in labels)
-        # IDX headers: two zero bytes, type 0x08 (unsigned byte), the number of dimensions, the sizes.
-        image_header = struct.pack(">4B3I", 0, 0, 8, 3, count, SIZE, SIZE)
-        (directory / f"{prefix}-images-idx3-ubyte").write_bytes(image_header + images)
-        (directory / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">4BI", 0, 0, 8, 1, count) + labels)
+        (directory / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes((count, SIZE, SIZE), images))
+        (directory / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes((count,), labels))
     return directory
 
 

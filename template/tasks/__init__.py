@@ -3,9 +3,10 @@
 `invoke --list` (or `pixi run -e tasks invoke --list`) shows them and `invoke --help TASK`
 a task's flags. Every module of this package is collected: a task defined in any of them,
 your own `local.py` included, is listed without registering it anywhere. Settings come
-from `[tool.invoke-tasks]` in pixi.toml, read on first use (importing reads nothing). A
-module for one system (HTCondor, SLURM, Docker, Apptainer) names the project files that
-show the project uses it (USED_WITH); its tasks are listed only where those exist.
+from `[tool.invoke-tasks]` in pixi.toml, read on first use (importing reads nothing), and
+from Invoke's configuration (settings.py says how). A module for one system (HTCondor,
+SLURM, Docker, Apptainer) names the project files that show the project uses it
+(USED_WITH); its tasks are listed only where those exist.
 
 The modules other than local.py come from the project template: `copier update`
 refreshes them. Put your own tasks in local.py, which updates never touch.
@@ -18,6 +19,8 @@ import pkgutil
 from pathlib import Path
 
 from invoke import Collection, Exit, Task, task
+
+from .settings import invoke_configuration
 
 PROJECT = Path(__file__).resolve().parent.parent
 # Why a module could not be collected (a user's broken module, a task defined twice): said in
@@ -68,3 +71,5 @@ def _collect() -> Collection:
 
 
 ns = _collect()
+# Declares the settings to Invoke, which then layers invoke.yaml, INVOKE_PROJECT_* and -f over them.
+ns.configure(invoke_configuration())

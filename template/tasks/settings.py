@@ -1,9 +1,11 @@
 """The project's settings: one typed object, read on first use.
 
 Sources, later ones winning: facts derived from pixi.toml (name, environments, platforms,
-CUDA, pinned pixi), `[tool.invoke-tasks]` in pixi.toml, Invoke configuration under
-`project`, and INVOKE_PROJECT_* environment variables (INVOKE_PROJECT_IMAGE,
-INVOKE_PROJECT_HTCONDOR_REQUEST_MEMORY, ...). A hand-written pixi.toml without
+CUDA, pinned pixi), `[tool.invoke-tasks]` in pixi.toml, then Invoke's configuration under
+`project`, which Invoke layers itself (invoke.yaml, INVOKE_PROJECT_* variables such as
+INVOKE_PROJECT_IMAGE, a -f file). Written here: the typed check of each value, and a sentence
+for a variable that names no setting. src/fetch_data.py reads the data section and its
+INVOKE_PROJECT_DATA_* variables (it runs without Invoke). A hand-written pixi.toml without
 `[tool.invoke-tasks]` works: every setting has a default or a task says what is missing.
 """
 
@@ -15,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 
-from invoke import Exit, task
+from invoke import Config, Exit, task
 
 from .helpers import MANIFEST, ROOT, fetcher, git, read_toml
 
@@ -104,15 +106,46 @@ MOVED = {
     "chtc_gpu_lab": "+WantGPULab",
 }
 DERIVED = {"name", "environments", "platforms", "cuda_version", "pixi_version"}
-_cache: dict[tuple, Settings] = {}
+_cache: dict[str, Settings] = {}
+
+
+ENV_PREFIX = "INVOKE_PROJECT_"
+INVOKE_LAYER = "Invoke's configuration: invoke.yaml, INVOKE_PROJECT_* variables or -f"
+
+
+def invoke_configuration() -> dict:
+    """Every setting, without a value, under `project`: the collection declares them (tasks/__init__.py)
+    because Invoke loads INVOKE_PROJECT_* only for keys it knows; for a None it keeps the text."""
+    table: dict = {f.name: None for f in fields(Settings) if f.name not in DERIVED and f.name not in SECTIONS}
+    for name, cls in SECTIONS.items():
+        if name != "data":  # src/fetch_data.py reads [tool.invoke-tasks.data] and INVOKE_PROJECT_DATA_*
+            table[name] = {f.name: None for f in fields(cls)}
+    return {"project": table}
+
+
+def _given(value):
+    """Invoke's configuration as plain dicts, without the keys nothing set (None)."""
+    if hasattr(value, "items"):
+        return {key: _given(item) for key, item in value.items() if item is not None}
+    return value
+
+
+def invoke_layer(c) -> dict:
+    """`project` of Invoke's configuration for this run, as Invoke layered it."""
+    config = c.config if c is not None else None
+    if config is None or config.get("project") is None:
+        config = Config(lazy=True)  # a bare Context, not run by Invoke's executor: load the variables
+        config.load_collection(invoke_configuration())
+        config.load_shell_env()
+    return _given(config.project)
 
 
 def settings(c=None) -> Settings:
-    """The settings, read once per process (per set of Invoke overrides)."""
-    overrides = dict(c.config.get("project", {}) or {}) if c is not None else {}
-    key = tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in overrides.items()))
+    """The settings, read once per process (per Invoke configuration)."""
+    layer = invoke_layer(c)
+    key = json.dumps(layer, sort_keys=True, default=str)
     if key not in _cache:
-        _cache[key] = load(read_toml(MANIFEST), overrides, os.environ)
+        _cache[key] = load(read_toml(MANIFEST), layer, os.environ)
     return _cache[key]
 
 
@@ -123,14 +156,6 @@ def _underscored(table: dict) -> dict:
 def _coerce(kind, value, where: str):
     """A value from TOML or an environment variable, as the field's type (its annotation, a string here)."""
     text = str(value).strip()
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if text.lower() in {"1", "true", "yes", "on"}:
-            return True
-        if text.lower() in {"0", "false", "no", "off", ""}:
-            return False
-        raise Exit(f"{where} must be true or false, not {text!r}.")
     if kind == "int":
         try:
             return int(text)
@@ -160,13 +185,17 @@ def _apply(cls, base: dict, table: dict, where: str, section: str = "") -> dict:
     return base
 
 
-def _environment_overrides(environ) -> dict:
-    """INVOKE_PROJECT_X and INVOKE_PROJECT_SECTION_X, as a nested table."""
+def _unread_variables(environ) -> dict:
+    """INVOKE_PROJECT_* variables Invoke passes over (no such setting), for _apply to refuse by name."""
+    declared = set()
+    for key, value in invoke_configuration()["project"].items():
+        names = value if isinstance(value, dict) else {"": None}
+        declared |= {f"{ENV_PREFIX}{key}_{name}".rstrip("_").upper() for name in names}
     table: dict = {}
-    for key, value in environ.items():
-        if not key.startswith("INVOKE_PROJECT_"):
+    for variable, value in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable in declared or variable.startswith(ENV_PREFIX + "DATA_"):
             continue
-        name = key.removeprefix("INVOKE_PROJECT_").lower()
+        name = variable.removeprefix(ENV_PREFIX).lower()
         section = next((s for s in SECTIONS if name.startswith(s + "_")), None)
         if section:
             table.setdefault(section, {})[name.removeprefix(section + "_")] = value
@@ -231,8 +260,8 @@ def load(manifest: dict, overrides: dict, environ) -> Settings:
     sections: dict[str, dict] = {name: {} for name in SECTIONS}
     layers = [
         ("pixi.toml [tool.invoke-tasks]", _underscored(manifest.get("tool", {}).get("invoke-tasks", {}))),
-        ("Invoke's `project` configuration", _underscored(overrides)),
-        ("the INVOKE_PROJECT_* variables", _environment_overrides(environ)),
+        (INVOKE_LAYER, _underscored(overrides)),
+        ("the INVOKE_PROJECT_* variables", _unread_variables(environ)),  # refused by name
     ]
     for where, table in layers:
         _apply(Settings, values, table, where)
@@ -258,7 +287,7 @@ def _data_settings(manifest: dict, overrides: dict, environ) -> dict:
         return {}  # a hand-written project without data settings or src/fetch_data.py: no data
     fetch_data = fetcher()
     try:
-        config = fetch_data.data_config(manifest, [("Invoke's `project` configuration", layer)], environ)
+        config = fetch_data.data_config(manifest, [(INVOKE_LAYER, layer)], environ)
     except fetch_data.FetchError as error:
         raise Exit(str(error)) from None
     return {key.replace("-", "_"): value for key, value in config.items()}

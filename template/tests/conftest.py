@@ -1,9 +1,9 @@
-"""Shared helpers: make the training scripts importable and write MNIST-format IDX files."""
+"""Shared helpers: make the training scripts importable, write MNIST-format IDX files, and
+one tiny training run that the quick tests share."""
 
 from __future__ import annotations
 
 import gzip
-import struct
 import sys
 from pathlib import Path
 
@@ -13,6 +13,14 @@ import torch
 SRC = Path(__file__).resolve().parent.parent / "src"
 sys.path.insert(0, str(SRC))
 
+from tiny_mnist import idx_bytes, tiny_mnist  # noqa: E402  (src/ is on the path from here on)
+
+# How the quick tests train: one thread (their batches are small; on a shared or loaded CPU a
+# second thread costs more than it gives) and batches of 32 (several steps on a tiny set).
+QUICK = ["--device", "cpu", "--threads", "1", "--batch-size", "32"]
+# The tiny run every quick test that needs a trained model shares.
+TINY_RUN = [*QUICK, "--epochs", "2", "--amp", "off", "--save-model", "--metrics", "metrics.json"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # `pixi run test` leaves these out to stay quick; `pixi run test-all` and CI run them.
@@ -21,9 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def write_idx(path: Path, data: torch.Tensor, compress: bool = False) -> Path:
     """Write a uint8 tensor as an IDX file (gzip-compressed when ``compress``)."""
-    data = data.to(torch.uint8).contiguous()
-    payload = bytes([0, 0, 0x08, data.dim()]) + struct.pack(f">{data.dim()}I", *data.shape)
-    payload += data.numpy().tobytes()
+    payload = idx_bytes(tuple(data.shape), data.to(torch.uint8).contiguous().numpy().tobytes())
     if compress:
         path = path.with_name(path.name + ".gz")
         payload = gzip.compress(payload)
@@ -32,34 +38,31 @@ def write_idx(path: Path, data: torch.Tensor, compress: bool = False) -> Path:
     return path
 
 
-def write_mnist(directory: Path, images: dict, labels: dict, compress: bool = False) -> Path:
-    """Write train/test splits under MNIST's file names into ``directory``."""
-    names = {
-        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-    }
-    for split, (image_name, label_name) in names.items():
-        write_idx(directory / image_name, images[split], compress)
-        write_idx(directory / label_name, labels[split], compress)
+def write_mnist(directory: Path, images: dict, labels: dict) -> Path:
+    """Write given train/test tensors under MNIST's file names into ``directory``."""
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", images[split])
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels[split])
     return directory
 
 
-def synthetic_digits(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Learnable fake digits: class k lights up a class-specific 8x8 block, plus noise."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 10, (n,), generator=generator, dtype=torch.uint8)
-    images = torch.randint(0, 60, (n, 28, 28), generator=generator, dtype=torch.uint8)
-    for k in range(10):
-        row, col = divmod(k, 3)
-        images[labels == k, 2 + 6 * row : 10 + 6 * row, 2 + 8 * col : 10 + 8 * col] = 255
-    return images, labels
+@pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny made-up MNIST (src/tiny_mnist.py) in the layout of CHTC's tarball (data/MNIST/raw).
 
-
-@pytest.fixture
-def small_mnist(tmp_path: Path) -> Path:
-    """A tiny synthetic MNIST in the layout of CHTC's tarball (data/MNIST/raw)."""
-    train = synthetic_digits(512, seed=1)
-    test = synthetic_digits(128, seed=2)
-    root = tmp_path / "data"
-    write_mnist(root / "MNIST" / "raw", {"train": train[0], "test": test[0]}, {"train": train[1], "test": test[1]})
+    Shared by the session: no test writes into it."""
+    root = tmp_path_factory.mktemp("mnist") / "data"
+    tiny_mnist(root / "MNIST" / "raw", train=256, test=64)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of one real training run (TINY_RUN): mnist_cnn.pt and metrics.json in it."""
+    import torch_MNIST
+
+    directory = tmp_path_factory.mktemp("tiny-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(directory)
+        assert torch_MNIST.main(["--data-dir", str(small_mnist), *TINY_RUN]) == 0
+    return directory

@@ -15,7 +15,7 @@ import torch
 import hardware
 import preemption
 import torch_MNIST
-from conftest import SRC, synthetic_digits, write_mnist
+from conftest import QUICK, SRC, TINY_RUN, tiny_mnist
 
 CPU = torch.device("cpu")
 # The shape of /proc/cpuinfo on Linux x86 (abridged): one block per logical CPU.
@@ -89,12 +89,9 @@ def test_bad_options_are_one_sentence(tmp_path, monkeypatch, capsys, argv, messa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_metrics_record_the_chosen_precision(small_mnist, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    metrics = tmp_path / "metrics.json"
-    argv = ["--data-dir", str(small_mnist), "--epochs", "1", "--dry-run", "--device", "cpu", "--metrics", str(metrics)]
-    assert torch_MNIST.main([*argv, "--amp", "off"]) == 0
-    config = json.loads(metrics.read_text())["config"]
+def test_metrics_record_the_chosen_precision(tiny_run):
+    assert TINY_RUN[TINY_RUN.index("--amp") + 1] == "off"
+    config = json.loads((tiny_run / "metrics.json").read_text())["config"]
     assert (config["amp"], config["precision"], config["memory_format"]) == ("off", "float32", "contiguous")
 
 
@@ -102,7 +99,7 @@ def test_metrics_record_the_chosen_precision(small_mnist, tmp_path, monkeypatch)
 def test_metrics_record_bf16_and_channels_last(small_mnist, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     metrics = tmp_path / "metrics.json"
-    argv = ["--data-dir", str(small_mnist), "--epochs", "1", "--dry-run", "--device", "cpu", "--metrics", str(metrics)]
+    argv = ["--data-dir", str(small_mnist), *QUICK, "--epochs", "1", "--dry-run", "--metrics", str(metrics)]
     assert torch_MNIST.main([*argv, "--amp", "--channels-last"]) == 0
     config = json.loads(metrics.read_text())["config"]
     assert (config["amp"], config["precision"], config["memory_format"]) == ("on", "bfloat16", "channels_last")
@@ -111,7 +108,7 @@ def test_metrics_record_bf16_and_channels_last(small_mnist, tmp_path, monkeypatc
 def test_target_accuracy_stops_training_and_records_when(small_mnist, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     metrics = tmp_path / "metrics.json"
-    argv = ["--data-dir", str(small_mnist), "--device", "cpu", "--metrics", str(metrics), "--epochs", "6"]
+    argv = ["--data-dir", str(small_mnist), *QUICK, "--metrics", str(metrics), "--epochs", "6"]
     assert torch_MNIST.main([*argv, "--target-accuracy", "0.9"]) == 0
     report = json.loads(metrics.read_text())
     epochs, target = report["epochs"], report["target"]
@@ -134,7 +131,7 @@ def test_resume_after_interruptions_gives_the_same_run(small_mnist, tmp_path, mo
     """--checkpoint-every exits 85 after each epoch here; rerunning resumes and ends where one run ends."""
     monkeypatch.chdir(tmp_path)
     # One batch per epoch (--dry-run) is enough to see every state come back.
-    argv = ["--data-dir", str(small_mnist), "--device", "cpu", "--epochs", "3", "--threads", "1", "--dry-run"]
+    argv = ["--data-dir", str(small_mnist), *QUICK, "--epochs", "3", "--dry-run"]
     assert torch_MNIST.main([*argv, "--metrics", "whole.json"]) == 0
     checkpointed = [*argv, "--metrics", "pieces.json", "--checkpoint", "ck/state.pt", "--checkpoint-every", "1e-9"]
     codes = [torch_MNIST.main(checkpointed) for _ in range(3)]
@@ -152,12 +149,12 @@ def test_resume_after_interruptions_gives_the_same_run(small_mnist, tmp_path, mo
 
 def test_checkpoint_every_leaves_the_last_epoch_alone(small_mnist, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ["--data-dir", str(small_mnist), "--device", "cpu", "--epochs", "1", "--dry-run", "--checkpoint", "c.pt"]
+    argv = ["--data-dir", str(small_mnist), *QUICK, "--epochs", "1", "--dry-run", "--checkpoint", "c.pt"]
     assert torch_MNIST.main([*argv, "--checkpoint-every", "1e-9"]) == 0  # nothing left to resume
 
 
 def test_changed_options_or_a_damaged_checkpoint_are_refused(small_mnist, tmp_path, capsys):
-    argv = ["--data-dir", str(small_mnist), "--device", "cpu", "--dry-run", "--checkpoint", str(tmp_path / "c.pt")]
+    argv = ["--data-dir", str(small_mnist), *QUICK, "--dry-run", "--checkpoint", str(tmp_path / "c.pt")]
     assert torch_MNIST.main([*argv, "--epochs", "1"]) == 0 and (tmp_path / "c.pt").is_file()
     capsys.readouterr()
     assert torch_MNIST.main([*argv, "--epochs", "1", "--lr", "0.5"]) == 2
@@ -203,8 +200,7 @@ def wait_for_line(process, text, timeout=600):
 @pytest.mark.slow
 @pytest.mark.parametrize("after", ["epoch  1:", "images loaded"], ids=["mid-training", "before-epoch-1"])
 def test_sigterm_checkpoints_and_exits_85(tmp_path, after):
-    images, labels = synthetic_digits(1024, seed=3)
-    write_mnist(tmp_path / "data", {"train": images, "test": images[:256]}, {"train": labels, "test": labels[:256]})
+    tiny_mnist(tmp_path / "data", train=1024, test=256, seed=3)
     checkpoint = tmp_path / "c.pt"
     argv = [sys.executable, str(SRC / "torch_MNIST.py"), "--data-dir", "data", "--device", "cpu"]
     # The lesson's recipe: its step schedule lets the resumed run below ask for fewer epochs.
@@ -257,9 +253,7 @@ def htcondor_sandbox(path, samples=512):
 
     shutil.copytree(SRC, path / "src")
     shutil.copy2(TRAIN_SH, path / "train.sh")
-    train, test = synthetic_digits(samples, seed=1), synthetic_digits(128, seed=2)
-    raw = path / "staging" / "data" / "MNIST" / "raw"
-    write_mnist(raw, {"train": train[0], "test": test[0]}, {"train": train[1], "test": test[1]})
+    tiny_mnist(path / "staging" / "data" / "MNIST" / "raw", train=samples, test=128, seed=1)
     with tarfile.open(path / "MNIST_data.tar.gz", "w:gz") as tar:
         tar.add(path / "staging" / "data", arcname="data")
     shutil.rmtree(path / "staging")

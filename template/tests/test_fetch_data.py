@@ -315,7 +315,8 @@ class Zeros(http.server.BaseHTTPRequestHandler):
 def endless():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Zeros)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll: shutdown() waits up to one poll interval (0.5 s by default) after each test.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 

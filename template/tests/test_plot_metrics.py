@@ -16,7 +16,7 @@ import pytest
 
 import plot_metrics
 import torch_MNIST
-from conftest import SRC
+from conftest import QUICK, SRC
 
 
 def write_metrics(path, lr=1.0, epochs=4, decay=0.5):
@@ -66,12 +66,19 @@ def colour_pixels(png, colour: str) -> int:
     return int((np.abs(image - target).max(axis=-1) < 0.08).sum())
 
 
-def test_one_file_draws_curves_in_one_colour(tmp_path):
-    metrics = write_metrics(tmp_path / "metrics.json")
-    result = run_cli(tmp_path, str(metrics), "--output", "one.png")
+@pytest.fixture(scope="module")
+def one_run_png(tmp_path_factory):
+    """One run's metrics (decay 0.5), drawn once for the tests that look at such an image."""
+    directory = tmp_path_factory.mktemp("one-run")
+    metrics = write_metrics(directory / "metrics.json")
+    result = run_cli(directory, str(metrics), "--output", "one.png")
     assert result.returncode == 0, result.stderr
-    assert colour_pixels(tmp_path / "one.png", "C0") > 500  # two loss curves and the accuracy curve
-    assert colour_pixels(tmp_path / "one.png", "C1") == 0
+    return directory / "one.png"
+
+
+def test_one_file_draws_curves_in_one_colour(one_run_png):
+    assert colour_pixels(one_run_png, "C0") > 500  # two loss curves and the accuracy curve
+    assert colour_pixels(one_run_png, "C1") == 0
 
 
 def test_a_sweep_overlays_in_two_colours_labelled_by_the_difference(tmp_path):
@@ -86,14 +93,10 @@ def test_a_sweep_overlays_in_two_colours_labelled_by_the_difference(tmp_path):
     assert legend == ["lr=0.5", "lr=1.0"]
 
 
-def test_different_runs_give_different_images(tmp_path):
-    slow = write_metrics(tmp_path / "slow.json", decay=0.9)
-    fast = write_metrics(tmp_path / "fast.json", decay=0.2)
-    assert run_cli(tmp_path, str(slow), "--output", "slow.png").returncode == 0
+def test_different_runs_give_different_images(one_run_png, tmp_path):
+    fast = write_metrics(tmp_path / "fast.json", decay=0.2)  # one_run_png's run decays at 0.5
     assert run_cli(tmp_path, str(fast), "--output", "fast.png").returncode == 0
-    assert not np.array_equal(
-        matplotlib.image.imread(tmp_path / "slow.png"), matplotlib.image.imread(tmp_path / "fast.png")
-    )
+    assert not np.array_equal(matplotlib.image.imread(one_run_png), matplotlib.image.imread(tmp_path / "fast.png"))
 
 
 def test_a_real_training_sweep_is_plotted(small_mnist, tmp_path):
@@ -101,7 +104,7 @@ def test_a_real_training_sweep_is_plotted(small_mnist, tmp_path):
     files = []
     for lr in ("0.5", "1.0"):
         files.append(tmp_path / f"metrics_{lr}.json")
-        argv = ["--data-dir", str(small_mnist), "--epochs", "2", "--device", "cpu", "--dry-run", "--lr", lr]
+        argv = ["--data-dir", str(small_mnist), *QUICK, "--epochs", "2", "--dry-run", "--lr", lr]
         assert torch_MNIST.main([*argv, "--metrics", str(files[-1])]) == 0
     result = run_cli(tmp_path, *map(str, files), "--output", "sweep.png")
     assert result.returncode == 0, result.stderr
