@@ -11,14 +11,13 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from maintainer.commands import find_tool, output_tail, run
 from maintainer.project import template_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,21 +44,14 @@ def schema_path() -> Path:
     return Path(os.environ.get("PIXI_MANIFEST_SCHEMA", DEFAULT_SCHEMA))
 
 
-def _tool(name: str) -> str | None:
-    """Absolute path of a command, looked up beside this Python first (virtualenvs)."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.is_file() else shutil.which(name)
-
-
 def _run_tool(project: Path, file: str, tool: str, argv: list[str], install: str) -> Finding:
-    exe = _tool(argv[0])
+    exe = find_tool(argv[0])
     if exe is None:
         return Finding(file, tool, False, f"{argv[0]} is not installed ({install})", skipped=True)
-    result = subprocess.run([exe, *argv[1:]], cwd=project, capture_output=True, text=True, check=False)
-    output = (result.stdout + result.stderr).strip()
+    result = run([exe, *argv[1:]], cwd=project)
     if result.returncode == 0:
         return Finding(file, tool, True)
-    return Finding(file, tool, False, output[-4000:] or f"exit status {result.returncode}")
+    return Finding(file, tool, False, output_tail(result) or f"exit status {result.returncode}")
 
 
 def read_manifest(project: Path) -> dict:
@@ -360,16 +352,9 @@ def check_project_tests(project: Path) -> list[Finding]:
     except ImportError:
         return [Finding("tests/", "pytest (project)", False, "torch is not installed (pip install torch)", True)]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=project, env=env)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    detail = summary if result.returncode == 0 else (result.stdout + result.stderr)[-4000:]
+    detail = summary if result.returncode == 0 else output_tail(result)
     return [Finding("tests/", "pytest (project, CPU torch)", result.returncode == 0, detail)]
 
 

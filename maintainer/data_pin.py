@@ -11,12 +11,12 @@ run by the tests (they send nothing beyond 127.0.0.1); journey.yml runs it.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import tomllib
 from pathlib import Path
 
+from maintainer.commands import run
 from maintainer.render import load_answers, render
 
 
@@ -24,7 +24,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         project = render(Path(scratch) / "defaults", load_answers("defaults"))
         pins = tomllib.loads((project / "pixi.toml").read_text())["tool"]["invoke-tasks"]["data"]
-        fetch = subprocess.run([sys.executable, "src/fetch_data.py"], cwd=project, capture_output=True, text=True)
+        fetch = run([sys.executable, "src/fetch_data.py"], cwd=project)
         print(fetch.stdout + fetch.stderr, end="")
         if fetch.returncode != 0:
             print(f"the data archive at {pins['url']} did not verify against the template's pins.", file=sys.stderr)

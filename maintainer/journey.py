@@ -19,13 +19,13 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
+from maintainer.commands import find_tool, run
 from maintainer.project import data_pins, write_data_tarball
 from maintainer.render import ROOT, git, load_answers, render_fresh
 
@@ -60,7 +60,7 @@ class Journey:
 
     # ------------------------------------------------------------------ helpers
     def tool(self, step: str, name: str) -> str:
-        path = shutil.which(name, path=self.env["PATH"])
+        path = find_tool(name, path=self.env["PATH"])
         if path is None:
             raise StepFailed(f"step {step} needs {name}, which is not on PATH")
         kind = "stand-in" if Path(path).resolve().is_relative_to(STAND_INS) else "real"
@@ -69,14 +69,7 @@ class Journey:
 
     def run(self, step: str, argv: list, cwd: Path | None = None, capture: bool = False) -> str:
         print(f"[{step}] $ {' '.join(map(str, argv))}", flush=True)
-        result = subprocess.run(
-            [str(a) for a in argv],
-            cwd=cwd or self.project,
-            env=self.env,
-            text=True,
-            capture_output=capture,
-            check=False,
-        )
+        result = run(argv, cwd=cwd or self.project, env=self.env, capture=capture)
         if result.returncode != 0:
             detail = (result.stdout or "")[-2000:] + (result.stderr or "")[-2000:] if capture else ""
             raise StepFailed(f"step {step}: `{' '.join(map(str, argv[:3]))} ...` exited {result.returncode}\n{detail}")
@@ -84,7 +77,7 @@ class Journey:
 
     def invoke(self, step: str, *args: str, capture: bool = False) -> str:
         """The project's own tasks: through its pixi `tasks` environment where pixi is real."""
-        pixi = shutil.which("pixi", path=self.env["PATH"])
+        pixi = find_tool("pixi", path=self.env["PATH"])
         if pixi and not Path(pixi).resolve().is_relative_to(STAND_INS):
             return self.run(step, [pixi, "run", "--locked", "-e", "tasks", "invoke", *args], capture=capture)
         return self.run(step, [sys.executable, "-m", "invoke", *args], capture=capture)
@@ -107,13 +100,13 @@ class Journey:
         """Free what a step left behind that later steps do not use (--prune; the runner's disk
         holds the CUDA environment only a few times): the image step's images and build cache,
         the sif step's SIF and Apptainer's cache. The running pool's image stays (in use)."""
-        if step == "image" and shutil.which("docker", path=self.env["PATH"]):
+        if step == "image" and find_tool("docker", path=self.env["PATH"]):
             self.run(step, ["docker", "image", "prune", "--all", "--force"], capture=True)
             self.run(step, ["docker", "builder", "prune", "--all", "--force"], capture=True)
         if step == "sif":
             for sif in self.project.glob("*.sif"):
                 sif.unlink()
-            if shutil.which("apptainer", path=self.env["PATH"]):
+            if find_tool("apptainer", path=self.env["PATH"]):
                 self.run(step, ["apptainer", "cache", "clean", "--force"], capture=True)
         usage = shutil.disk_usage(self.project.parent)
         print(f"[{step}] pruned; {usage.free / 1024**3:.1f} GB free under {self.project.parent}", flush=True)

@@ -8,9 +8,9 @@ user must do, and becomes the tag's message.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
+from maintainer.commands import run
 from maintainer.render import git
 
 # Semantic versioning 2.0.0, core only (https://semver.org/#spec-item-2): no leading zeros.
@@ -65,8 +65,6 @@ def release_problem(root: Path, version: str) -> str | None:
 def tag(root: Path, version: str) -> None:
     """Create the annotated tag vX.Y.Z (as the maintainer's git identity), its CHANGELOG section as message."""
     message = f"Template release {version}\n\n{changelog_section(root, version)}\n"
-    result = subprocess.run(
-        ["git", "tag", "-a", f"v{version}", "-F", "-"], cwd=root, input=message, capture_output=True, text=True
-    )
+    result = run(["git", "tag", "-a", f"v{version}", "-F", "-"], cwd=root, input=message)
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import warnings
 from pathlib import Path
 
 import yaml
+
+from maintainer.commands import run
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ROOT / "presets"
@@ -66,13 +67,7 @@ def render_fresh(destination: Path, answers: dict, **kwargs) -> Path:
 
 def git(cwd: Path, *args: str) -> str:
     """Run git quietly with a fixed identity; return its stdout."""
-    result = subprocess.run(
-        ["git", "-c", "user.name=template-tests", "-c", "user.email=tests@example.invalid", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run(["git", "-c", "user.name=template-tests", "-c", "user.email=tests@example.invalid", *args], cwd=cwd)
     if result.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip()}")
     return result.stdout

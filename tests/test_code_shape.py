@@ -100,3 +100,15 @@ def test_the_maintainer_side_imports_no_rendered_tasks(renderings):
     assert answer == {"findings": [], "loaded": []}
     for path in sorted((ROOT / "maintainer").glob("*.py")):
         assert "project_tasks" not in path.read_text(), f"maintainer/{path.name} imports a rendered project's tasks"
+
+
+def test_the_maintainer_side_runs_programs_in_one_place():
+    """One lookup and one call of other programs for the checks, the journey, rendering and
+    releases (maintainer/commands.py); the project's tasks, shipped to users, keep theirs in
+    tasks/helpers.py."""
+    callers = [
+        path.name
+        for path in sorted((ROOT / "maintainer").glob("*.py"))
+        if any(call in path.read_text() for call in ("subprocess.run(", "shutil.which(", "subprocess.Popen("))
+    ]
+    assert callers == ["commands.py"]
