@@ -13,10 +13,12 @@ counts holds per reason in NumHoldsByReason (docs/classad-attributes/job-classad
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
 from tests.project_helpers import project_tasks
+from tests.test_vendored_tasks import invoke, one_sentence
 
 classad = pytest.importorskip("classad", reason="the HTCondor bindings are not installed (pip install htcondor)")
 
@@ -112,3 +114,40 @@ def test_the_cap_is_the_users_and_a_smaller_first_request_grows_to_it(copy_of):
         job = held(34, 102, SLOT + STARTER_24.format(mb=1, used=2), {"JobOutOfResources": holds}, used=2)
         requests.append(evaluate(expressions, job))
     assert requests == [(1000, False), (2000, True), (3000, True), (3000, False)]
+
+
+# ------------------------------------------------------------------ the job log's usage table
+# Job 984.0 is the log of HTCondor's own test (src/condor_tests/test_condor_history.py), indented
+# with the tabs condor_event.cpp writes; job 984.1 was held for memory (code 34, subcode 102),
+# released and finished with twice the request. HTCondor's reader (JobEventLog) reads both.
+JOB_LOG = Path(__file__).resolve().parent / "fixtures" / "htcondor" / "train_984.log"
+
+
+def test_the_usage_table_is_read_as_htcondor_reads_it(renderings):
+    htcondor = pytest.importorskip("htcondor")
+    usage = project_tasks(renderings["everything"]).condor_usage.usage_tables(JOB_LOG.read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = list(htcondor.JobEventLog(str(JOB_LOG)).events(0))
+    ended = [event for event in events if event.type == htcondor.JobEventType.JOB_TERMINATED]
+    assert len(ended) == 2
+    for event in ended:
+        table = usage[f"{event.cluster}.{event.proc}"]
+        for name in ("Memory", "Disk"):
+            ours = table[name]
+            assert int(ours["usage"]) == event[f"{name}Usage"] and int(ours["request"]) == event[f"Request{name}"]
+            assert int(ours["allocated"]) == event[name]
+        assert table["Cpus"] == {"usage": "", "request": "1", "allocated": "1"}  # Cpus has no Usage column
+
+
+def test_condor_memory_shows_each_jobs_use_and_the_memory_mb_that_fits(copy_of):
+    project = copy_of("everything")
+    (project / "htcondor" / "train_984.log").write_text(JOB_LOG.read_text())
+    result, _ = invoke(project, "condor-memory", "--cluster", "984")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-3].split() == ["984.0", "2", "1", "4096"] and lines[-2].split() == ["984.1", "5900", "8192", "8192"]
+    # 5900 MB and a quarter, rounded up to 256 MB
+    assert lines[-1] == "largest use 5900 MB: memory_mb = 7424 in htcondor/*.sub fits it with a quarter to spare."
+    missing, _ = invoke(project, "condor-memory", "--cluster", "985")
+    assert one_sentence(missing) == ("htcondor/train_985.log does not exist yet; HTCondor writes it once a job starts.")
