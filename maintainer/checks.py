@@ -418,6 +418,9 @@ def _size_problems(text: str, ad: dict) -> list[str]:
         if len(values) != 1:
             problems.append(f"{command} must be set once (got {values})")
             continue
+        if command == "request_memory" and str(ad.get(attribute, "")).startswith("/Expr("):
+            problems += _growing_memory_problems(text, ad[attribute])
+            continue
         try:
             expected = math.ceil(sizes.size_bytes(values[0], command) / unit)
         except sizes.SizeError as error:
@@ -425,6 +428,23 @@ def _size_problems(text: str, ad: dict) -> list[str]:
             continue
         if ad.get(attribute) != expected:
             problems.append(f"{attribute} is {ad.get(attribute)}, expected {expected} ({values[0]})")
+    return problems
+
+
+def _growing_memory_problems(text: str, expression: str) -> list[str]:
+    """request_memory as an expression: memory_mb with no hold, doubled per memory hold, memory_cap_mb at most."""
+    import classad
+
+    numbers = dict(re.findall(r"^(memory_mb|memory_cap_mb)\s*=\s*([0-9]+)\s*$", text, re.M))
+    if set(numbers) != {"memory_mb", "memory_cap_mb"}:
+        return ["request_memory is an expression but memory_mb and memory_cap_mb are not both whole numbers"]
+    first, cap = int(numbers["memory_mb"]), int(numbers["memory_cap_mb"])
+    problems = []
+    for holds, expected in ((0, first), (1, min(cap, 2 * first)), (20, cap)):
+        job = classad.ClassAd({"NumHoldsByReason": classad.ClassAd({"JobOutOfResources": holds})})
+        job["RequestMemory"] = classad.ExprTree(expression.removeprefix("/Expr(").removesuffix(")/"))
+        if job.eval("RequestMemory") != expected:
+            problems.append(f"RequestMemory after {holds} memory holds is {job.eval('RequestMemory')}, not {expected}")
     return problems
 
 

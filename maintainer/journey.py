@@ -37,7 +37,7 @@ CONDOR_CONTAINER = os.environ.get("JOURNEY_CONDOR_CONTAINER", "htcondor-mini")
 POOL_ENVIRONMENT = "default"
 # What the job asks of the mini pool, sized to a GitHub runner (4 CPUs and 16 GB on public
 # repositories' ubuntu-24.04, 2 and 7 GB on private ones): one CPU-epoch of the tiny data set.
-POOL_REQUEST_MEMORY = "2GB"
+POOL_MEMORY_MB = "2048"  # memory_mb in the submit file: its first request, in MB
 POOL_WAIT_SECONDS = 1200
 # A release tag made on a copy of the repository when it has none, so the update step runs.
 STAND_IN_RELEASE = "v0.0.0"
@@ -166,7 +166,7 @@ class Journey:
         """The tasks' settings for the pack and condor steps: one environment for both (the
         pack is named by it, and submit-condor looks for that name), sized to the pool."""
         self.env["INVOKE_PROJECT_ENVIRONMENT"] = POOL_ENVIRONMENT
-        self.pool_resources(request_memory=POOL_REQUEST_MEMORY, request_gpus="0")
+        self.pool_resources(memory_mb=POOL_MEMORY_MB, request_gpus="0")
         # The mini pool cannot read OSDF: the tasks send the pack and the data from the project.
         self.env["INVOKE_PROJECT_HTCONDOR_OSDF_PATH"] = ""
 

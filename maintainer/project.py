@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -26,6 +27,9 @@ def template_module(relative: str):
     holds the same code."""
     path = TEMPLATE / relative
     name = "template_" + relative.removesuffix(".py").replace("/", "_")
+    if relative.startswith("src/") and relative != "src/progress.py":
+        # src/ scripts import their sibling src/progress.py by that name, as they do when run.
+        sys.modules.setdefault("progress", template_module("src/progress.py"))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

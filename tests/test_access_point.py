@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -156,6 +157,28 @@ def test_pixi_pack_flavour_and_the_default_flavour(project, access_point, local_
     assert ad["ContainerImage"].startswith("oras://")
 
 
+def test_staging_shows_progress_line_by_line(project, access_point, local_registry):
+    """Copies to the OSDF staging directory (GBs for a pack) print progress as they go: whole lines in a log."""
+    staging = project.parent / "ospool-data"
+    staging.mkdir()
+    env = {
+        "INVOKE_PROJECT_IMAGE": f"{local_registry}/some-lab/everything-on",
+        "INVOKE_PROJECT_HTCONDOR_OSDF_PATH": "osdf:///ospool/ap40/data/someone/mnist",
+        "INVOKE_PROJECT_HTCONDOR_STAGING_DIR": str(staging),
+        "DOCKER_HOST": "unix:///nonexistent/docker.sock",
+    }
+    args = ("submit-condor", "--flavour", "pixi-pack", "--build")
+    result, recorded = invoke(project, *args, path_dirs=(access_point,), extra_env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    staged = sorted(path.name for path in staging.iterdir())
+    assert len(staged) == 2 and "MNIST_data.tar.gz" in staged, staged
+    for name in staged:
+        lines = [line for line in result.stderr.splitlines() if line.startswith(f"staging {name}: ")]
+        assert len(lines) >= 2 and "\r" not in result.stderr, result.stderr
+        assert re.search(r": (\S+ \w+) of \1 \(100%\).* in [0-9.]+ s$", lines[-1]), lines
+    assert recorded[-1].startswith("condor_submit ")
+
+
 def test_the_dry_run_command_runs_as_printed(project, access_point, local_registry):
     args = ("--flavour", "pixi-pack", "--build", "--dry-run", "--queue", "--epochs 1", "--queue", "--lr '0.5' $HOME")
     result, _ = submit(project, access_point, local_registry, *args)
@@ -202,6 +225,9 @@ def _edit(project: Path, old: str, new: str, name: str = "docker.sub") -> None:
     path.write_text(path.read_text().replace(old, new, 1))
 
 
+# The submit files' request_memory: memory_mb, doubled after each memory hold, up to memory_cap_mb.
+GROWING_MEMORY = "request_memory = min({$(memory_cap_mb), $(memory_mb) * pow(2, $(memory_holds))})"
+
 BAD_VALUES = [
     (
         ("request_disk = 4GB", "request_disk = 20"),
@@ -211,13 +237,27 @@ BAD_VALUES = [
         "20GB.",
     ),
     (
-        ("request_memory = 4GB", "request_memory = 8"),
+        (GROWING_MEMORY, "request_memory = 8"),
         [],
         {},
         "htcondor/docker.sub: request_memory = 8 has no unit, which HTCondor reads as 8 MB; write the unit, e.g. 8GB.",
     ),
     (
-        ("request_memory = 4GB", "request_memory = 8GiB"),
+        ("memory_mb = 4096", "memory_mb = 8GB"),
+        [],
+        {},
+        "htcondor/docker.sub: memory_mb = 8GB is not a whole number of MB, which request_memory reads; write one "
+        "such as 4096 (4 GB).",
+    ),
+    (
+        ("memory_cap_mb = 16384", "memory_cap_mb = 2048"),
+        [],
+        {},
+        "htcondor/docker.sub: memory_cap_mb = 2048 is below memory_mb = 4096, so a job held for memory would ask for "
+        "less; raise memory_cap_mb.",
+    ),
+    (
+        (GROWING_MEMORY, "request_memory = 8GiB"),
         [],
         {},
         "htcondor/docker.sub: request_memory = 8GiB is not a size HTCondor reads (a number and K, M, G or T, e.g. "

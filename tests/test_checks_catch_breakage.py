@@ -109,7 +109,7 @@ BREAKAGES = {
     "condor-memory-not-a-size": (
         "htcondor",
         "htcondor/docker.sub",
-        "request_memory = 4GB",
+        "request_memory = min({$(memory_cap_mb), $(memory_mb) * pow(2, $(memory_holds))})",
         "request_memory = eight gigabytes",
         "htcondor",
     ),

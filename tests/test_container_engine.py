@@ -171,6 +171,10 @@ def test_push_image_to_registry(engine, project, built, local_registry):
     result = invoke(project, "push-image", docker_host=host)
     TIMINGS["push-image (3 tags)"] = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    # The engine's layer progress, summed: whole lines in a log (no carriage returns), ending complete.
+    pushing = [line for line in result.stderr.splitlines() if line.startswith(f"pushing {image_of(project)}:")]
+    assert pushing and "\r" not in result.stderr, result.stderr
+    assert re.search(r" layers?\): (\S+ \w+) of \1 \(100%\).* in [0-9.]+ s$", pushing[-1]), pushing
     repository = image_of(project).split("/", 1)[1]
     tags = registry_tags(registry_host, repository)
     assert "latest" in tags and short_sha(project) in tags

@@ -40,7 +40,7 @@ def test_journey_on_stand_ins_reports_them(tmp_path):
     (submit,) = [c for c in calls if c.startswith("condor_submit ")]
     assert f"-append pack_file = {pack.name} " in submit and f"-append pack_input = ../{pack.name} " in submit
     resources = (tmp_path / "defaults" / "htcondor" / "pixi-pack.sub").read_text()  # the one place for them
-    assert "\nrequest_memory = 2GB\n" in resources and "\nrequest_gpus = 0\n" in resources
+    assert "\nmemory_mb = 2048\n" in resources and "\nrequest_gpus = 0\n" in resources
     assert "[condor] stand-in: condor_submit accepted the job; no pool runs it here" in lines
 
 

@@ -13,14 +13,16 @@ from tests.services import run_invoke
 from tests.test_copier_update import assert_no_conflicts, copy_and_commit, make_template_repo, replace, update
 
 ALL_TASKS = {
-    "build-image", "build-sif", "condor-logs", "condor-plot", "condor-rerun", "condor-results", "condor-status",
-    "detect-gpu", "doctor", "fetch-data", "install", "lock", "pack", "push-image", "push-sif", "settings",
+    "build-image", "build-sif", "condor-logs", "condor-memory", "condor-plot", "condor-rerun", "condor-results",
+    "condor-status", "detect-gpu", "doctor", "fetch-data", "install", "lock", "pack", "push-image", "push-sif", "settings",
     "sif-name", "slurm-rerun", "slurm-results", "slurm-status", "submit-condor", "submit-slurm", "test",
     "test-image", "test-sif", "train",
 }  # fmt: skip
 # The tasks of one system, listed only where the project has that system's files.
 SYSTEM_TASKS = {
-    "htcondor": {"submit-condor", "condor-status", "condor-logs", "condor-plot", "condor-results", "condor-rerun"},
+    "htcondor": {
+        "submit-condor", "condor-status", "condor-logs", "condor-plot", "condor-results", "condor-rerun", "condor-memory"
+    },
     "slurm": {"submit-slurm", "slurm-status", "slurm-results", "slurm-rerun"},
     "Dockerfile": {"build-image", "test-image", "push-image"},
     "apptainer.def": {"build-sif", "test-sif", "push-sif", "sif-name"},

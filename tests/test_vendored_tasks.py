@@ -258,7 +258,7 @@ def test_the_submit_file_and_image_override_reach_the_job(project):
     """The .sub is the one place for resources: a user's edits are what the job gets."""
     write_data_tarball(project)
     submit = project / "htcondor" / "docker.sub"
-    text = submit.read_text().replace("request_memory = 4GB", "request_memory = 16GB")
+    text = submit.read_text().replace("memory_mb = 4096", "memory_mb = 16384")
     submit.write_text(text.replace("+WantGPULab = true", "+WantGPULab = false"))
     env = {"INVOKE_PROJECT_IMAGE": "example.org/me/other"}
     result, _ = invoke(
@@ -269,7 +269,8 @@ def test_the_submit_file_and_image_override_reach_the_job(project):
     assert [ad["Arguments"] for ad in ads] == ["--epochs 1", "--epochs 2 --lr 0.5"]
     for ad in ads:
         assert ad["ContainerImage"] == f"docker://example.org/me/other:{short_sha(project)}"
-        assert ad["RequestMemory"] == 16 * 1024 and ad["RequestGPUs"] == 1 and ad["DockerPullPolicy"] == "missing"
+        assert "16384 * pow(2," in ad["RequestMemory"]  # memory_mb, doubled after each memory hold
+        assert ad["RequestGPUs"] == 1 and ad["DockerPullPolicy"] == "missing"
         assert ad["WantGPULab"] is False and ad["GPUJobLength"] == "short" and ad["is_resumable"] is True
         assert ad["ProvenanceCommit"] == git(project, "rev-parse", "HEAD").strip()  # read back by the job
         assert ad["SuccessCheckpointExitCode"] == 85 and ad["TransferCheckpoint"] == "checkpoint.pt"
@@ -333,8 +334,8 @@ def test_pack_job_disk_must_hold_the_extractor_peak(project):
         ),
         (("universe = container", "universe = nonsense"), "HTCondor rejects the submit description: "),
         (
-            ("request_memory = 4GB", "request_memory = lots"),
-            "htcondor/apptainer.sub: request_memory = lots is not a size HTCondor reads",
+            ("request_memory = min({$(memory_cap_mb), $(memory_mb) * pow(2, $(memory_holds))})", "request_memory = x"),
+            "htcondor/apptainer.sub: request_memory = x is not a size HTCondor reads",
         ),
     ],
 )

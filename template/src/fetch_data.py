@@ -30,6 +30,8 @@ import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
 
+from progress import Progress
+
 MANIFEST = Path(__file__).resolve().parent.parent / "pixi.toml"
 DATA_DIR = "data"  # the archive's one top-level directory, and the only place it extracts to
 MiB = 2**20
@@ -40,6 +42,7 @@ PINS = ("sha256", "git-blob")
 ENV_PREFIX = "INVOKE_PROJECT_DATA_"
 MAX_MEMBERS = 100_000
 DEADLINE_S = 900.0  # the whole download, however slowly the server sends
+HASH_PROGRESS_FROM = 256 * MiB  # checksums of smaller files take well under a second
 
 
 class FetchError(Exception):
@@ -48,13 +51,19 @@ class FetchError(Exception):
 
 # ---------------------------------------------------------------------- digests
 def digests_of(path: Path) -> dict[str, str]:
-    """SHA-256 and git's blob id (SHA-1 of ``blob <size>\\0`` + content), in one read."""
+    """SHA-256 and git's blob id (SHA-1 of ``blob <size>\\0`` + content), in one read (with progress when big)."""
+    size = path.stat().st_size
     sha256 = hashlib.sha256()
-    blob = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    blob = hashlib.sha1(f"blob {size}\0".encode(), usedforsecurity=False)
+    shown = Progress(f"checking {path.name}", size) if size >= HASH_PROGRESS_FROM else None
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             sha256.update(block)
             blob.update(block)
+            if shown:
+                shown.advance(len(block))
+    if shown:
+        shown.close()
     return {"sha256": sha256.hexdigest(), "git_blob": blob.hexdigest()}
 
 
@@ -217,17 +226,21 @@ def download(url: str, partial: Path, max_bytes: int, deadline: float, timeout: 
     end = time.monotonic() + deadline
     with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response, partial.open("wb") as out:
         length = response.headers.get("Content-Length") if response.headers else None
-        if length and length.isdigit() and int(length) > max_bytes:
-            raise FetchError(f"{url} is {int(length):,} bytes, over the limit of {max_bytes:,} (data.max-size-mb).")
+        total = int(length) if length and length.isdigit() else None
+        if total and total > max_bytes:
+            raise FetchError(f"{url} is {total:,} bytes, over the limit of {max_bytes:,} (data.max-size-mb).")
         written = 0
-        # read1: one receive at a time, so a server trickling bytes cannot outlast the deadline.
-        while block := response.read1(1 << 16):
-            written += len(block)
-            if written > max_bytes:
-                raise FetchError(f"{url} sent over {max_bytes:,} bytes, the limit (data.max-size-mb in pixi.toml).")
-            if time.monotonic() > end:
-                raise FetchError(f"{url} did not arrive within {deadline:g} s; try again on a faster network.")
-            out.write(block)
+        name = PurePosixPath(urllib.parse.urlsplit(url).path).name or url
+        with Progress(f"downloading {name}", total) as shown:
+            # read1: one receive at a time, so a server trickling bytes cannot outlast the deadline.
+            while block := response.read1(1 << 16):
+                written += len(block)
+                if written > max_bytes:
+                    raise FetchError(f"{url} sent over {max_bytes:,} bytes, the limit (data.max-size-mb in pixi.toml).")
+                if time.monotonic() > end:
+                    raise FetchError(f"{url} did not arrive within {deadline:g} s; try again on a faster network.")
+                out.write(block)
+                shown.update(written)
 
 
 def fetch(
@@ -346,7 +359,11 @@ def extract(archive: Path, into: Path, max_bytes: int = DEFAULTS["max-extracted-
         (into / DATA_DIR).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=into / DATA_DIR, prefix=".extract-") as scratch:
             # tarfile's "data" filter (Python >= 3.11.4) as a second guard where it exists.
-            tar.extractall(scratch, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+            guard = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            with Progress(f"extracting {archive.name}", sum(member.size for member in members)) as shown:
+                for member in members:
+                    tar.extract(member, scratch, **guard)
+                    shown.advance(member.size)
             for path in sorted(Path(scratch).rglob("*")):
                 if path.is_file() and not path.is_symlink():
                     name = path.relative_to(scratch).as_posix()

@@ -142,9 +142,10 @@ def lock_digest() -> str:
     return hashlib.sha256(LOCK.read_bytes()).hexdigest()
 
 
+def progress():
+    """src/progress.py: the one progress display, for the tasks' copies and pushes and for the jobs."""
+    return source_module("progress")
+
+
 def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:,.0f} B" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size:,.1f} GiB"
+    return progress().human_size(size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import os
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from .data import tiny_mnist
-from .helpers import ROOT, git, git_is_dirty, immutable_tag, lock_digest
+from .helpers import ROOT, git, git_is_dirty, immutable_tag, lock_digest, progress
 from .settings import settings
 
 TEST_UID = "12345:12345"  # an arbitrary non-root user, as batch systems use
@@ -79,15 +80,41 @@ def stream_errors(chunk: dict) -> str | None:
     return None
 
 
-def _progress(chunk: dict, state: dict) -> None:
-    """A compact progress display for docker-py's push and pull streams (one line, rewritten)."""
-    if "id" in chunk and "progressDetail" in chunk and chunk["progressDetail"].get("total"):
-        state[chunk["id"]] = chunk["progressDetail"]
-        done = sum(d.get("current", 0) for d in state.values())
-        total = sum(d.get("total", 0) for d in state.values())
-        print(f"\r  {len(state)} layers, {done / 2**20:,.1f} of {total / 2**20:,.1f} MiB", end="", flush=True)
-    elif chunk.get("status") and "id" not in chunk:
-        print(f"\n  {chunk['status']}", flush=True)
+# A layer's last status (moby distribution/xfer: push and pull), after which its bytes are all there.
+LAYER_DONE = {"Pushed", "Pull complete", "Download complete", "Already exists", "Layer already exists"}
+
+
+class LayerProgress:
+    """docker push and pull streams (moby's jsonmessage: status, id, progressDetail) as one progress line.
+
+    The engine reports each layer's bytes; this sums them into src/progress.py's display (a line
+    redrawn on a terminal, whole lines in a log), and prints the stream's other statuses as lines.
+    """
+
+    def __init__(self, what: str):
+        self.what, self.layers, self.shown = what, {}, None
+
+    def feed(self, chunk: dict) -> None:
+        detail = chunk.get("progressDetail") or {}
+        if chunk.get("id") in self.layers and chunk.get("status") in LAYER_DONE:
+            detail = {"current": self.layers[chunk["id"]]["total"], "total": self.layers[chunk["id"]]["total"]}
+        if "id" in chunk and detail.get("total"):
+            self.layers[chunk["id"]] = detail
+            done = sum(layer.get("current", 0) for layer in self.layers.values())
+            total = sum(layer["total"] for layer in self.layers.values())
+            count = f"{len(self.layers)} layer{'s' if len(self.layers) > 1 else ''}"
+            if self.shown is None:
+                self.shown = progress().Progress(f"{self.what} ({count})", total)
+            self.shown.what = f"{self.what} ({count})"
+            self.shown.update(min(done, total), total)
+        elif chunk.get("status") and "id" not in chunk:
+            self.close()
+            print(f"  {chunk['status']}", flush=True)
+
+    def close(self) -> None:
+        if self.shown is not None:
+            self.shown.close()
+            self.shown = None
 
 
 @task(
@@ -144,14 +171,16 @@ def build_image(
         network_mode=network or None,
         decode=True,
     )
-    pulls: dict = {}  # base images pulled by FROM report layer progress, as docker pull shows it
+    pulls = LayerProgress("pulling")  # base images pulled by FROM report layer progress, as docker pull shows it
     for chunk in stream:
         if (message := stream_errors(chunk)) is not None:
+            pulls.close()
             raise Exit(f"the image build failed: {message}")
-        if "stream" in chunk:
+        if "stream" in chunk:  # the classic builder's step output, streamed as it comes
+            pulls.close()
             print(chunk["stream"], end="", flush=True)
         elif "status" in chunk:
-            _progress(chunk, pulls)
+            pulls.feed(chunk)
         if "aux" in chunk and "ID" in chunk["aux"]:
             image_id = chunk["aux"]["ID"]
     if image_id is None:
@@ -193,9 +222,11 @@ def test_image(c, tag: str = ""):
                 network_mode="none",
                 detach=True,
             )
-            try:
+            try:  # the run's output as it comes (a dry run takes minutes), then its exit status
+                decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+                for piece in container.logs(stream=True, follow=True):
+                    print(decode(piece), end="", flush=True)
                 status = container.wait(timeout=600)["StatusCode"]
-                print(container.logs().decode(errors="replace"), end="", flush=True)
             finally:
                 container.remove(force=True)
             if status != 0:
@@ -215,9 +246,11 @@ def push_image(c, allow_dirty: bool = False, tag: str = ""):
     client = docker_client()
     for name in [tag] if tag else image_tags():
         print(f"pushing {image}:{name}", flush=True)
-        state: dict = {}
+        layers = LayerProgress(f"pushing {image}:{name}")
         for chunk in client.api.push(image, tag=name, stream=True, decode=True):
             if (message := stream_errors(chunk)) is not None:
+                layers.close()
                 raise Exit(f"pushing {image}:{name} failed: {message}")
-            _progress(chunk, state)
-        print(f"\npushed {image}:{name}", flush=True)
+            layers.feed(chunk)
+        layers.close()
+        print(f"pushed {image}:{name}", flush=True)

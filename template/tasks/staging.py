@@ -10,12 +10,11 @@ from __future__ import annotations
 import filecmp
 import os
 import re
-import shutil
 from pathlib import Path
 
 from invoke import Exit
 
-from .helpers import human_size
+from .helpers import human_size, progress
 from .settings import Settings
 
 TRANSFER_LIMIT = 100 * 2**20  # CHTC's guidance for files sent through the access point
@@ -83,7 +82,7 @@ def stage(s: Settings, path: Path, dry_run: bool = False) -> str:
         raise Exit(f"the staging directory {target.parent} does not exist; create it or fix `osdf-path`.")
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
-        shutil.copyfile(path, partial)
+        progress().copy_file(path, partial, f"staging {path.name}")
         os.chmod(partial, 0o644)  # read by the OSDF origin's service account, whatever the umask
         place(partial, target)
     except FileExistsError:

@@ -19,6 +19,8 @@ from .sizes import SizeError, size_bytes
 # condor_submit (src/condor_submit.V6/submit.cpp) ends a file without a queue statement with
 # "ERROR: <file> doesn't contain any queue commands".
 QUEUE = re.compile(r"^\s*(queue|iterate)(\s|$)", re.I)
+# request_memory as the template writes it: memory_mb, doubled after each memory hold, up to memory_cap_mb.
+GROWING_MEMORY = "$(memory_mb)*pow(2,"
 COMMAND = re.compile(r"^\s*([+A-Za-z_.][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
 
 
@@ -68,11 +70,30 @@ def check_submit_file(submit: SubmitFile, needs_gpu: bool) -> None:
     for command in ("request_memory", "request_disk"):
         if submit.last(command) is None:
             raise Exit(f"{submit.name} sets no {command}, so the pool's default applies; set one such as 8GB.")
+        if command == "request_memory" and GROWING_MEMORY in submit.last(command).replace(" ", ""):
+            _check_growing_memory(submit)
+            continue
         try:
             size_bytes(submit.last(command), command)
         except SizeError as error:
             raise Exit(f"{submit.name}: {error}") from None
     _check_gpus(submit, needs_gpu)
+
+
+def _check_growing_memory(submit: SubmitFile) -> None:
+    """The template's request_memory, which doubles after each memory hold: its two numbers in MB."""
+    first, cap = submit.last("memory_mb"), submit.last("memory_cap_mb")
+    for name, value in (("memory_mb", first), ("memory_cap_mb", cap)):
+        if value is None or not re.fullmatch(r"[0-9]+", value) or int(value) == 0:
+            raise Exit(
+                f"{submit.name}: {name} = {value or '(unset)'} is not a whole number of MB, which request_memory "
+                "reads; write one such as 4096 (4 GB)."
+            )
+    if int(cap) < int(first):
+        raise Exit(
+            f"{submit.name}: memory_cap_mb = {cap} is below memory_mb = {first}, so a job held for memory would ask "
+            "for less; raise memory_cap_mb."
+        )
 
 
 def _check_gpus(submit: SubmitFile, needs_gpu: bool) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -138,6 +139,15 @@ def test_offline_is_said_clearly(tmp_path):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+# What src/progress.py writes on stderr beside the one sentence of an error.
+PROGRESS_LINE = re.compile(r"^(downloading|extracting|checking) [^:]+: [0-9.,]+ (B|KiB|MiB|GiB)")
+
+
+def said(stderr: str) -> list[str]:
+    """The lines of stderr that are not progress: an error is exactly one of them."""
+    return [line for line in stderr.splitlines() if not PROGRESS_LINE.match(line)]
+
+
 def run_cli(cwd, *args):
     return subprocess.run(
         [sys.executable, str(SRC / "fetch_data.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=60
@@ -149,7 +159,7 @@ def test_cli_mismatch_is_one_sentence_and_leaves_nothing(tarball, tmp_path):
     out.mkdir()
     result = run_cli(out, "--url", tarball.as_uri(), "--output", "a.tar.gz", "--extract", ".")
     assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "the download was deleted" in result.stderr
+    assert len(said(result.stderr)) == 1 and "the download was deleted" in result.stderr
     assert "Traceback" not in result.stderr and list(out.iterdir()) == []
 
 
@@ -239,7 +249,7 @@ def test_the_cli_refuses_a_hostile_archive_in_one_sentence(tmp_path):
     pins = ("--git-blob", git_hash_object(archive), "--sha256", "")
     result = run_cli(tmp_path, "--url", archive.as_uri(), "--output", archive.name, *pins, "--extract", ".")
     assert result.returncode == 1, result.stdout
-    assert result.stderr.count("\n") == 1 and "outside data/" in result.stderr and "Traceback" not in result.stderr
+    assert len(said(result.stderr)) == 1 and "outside data/" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "tasks").exists() and not (tmp_path / "data").exists()
 
 
@@ -271,7 +281,7 @@ def test_the_cli_with_an_empty_pin_variable_refuses(tmp_path):
         [sys.executable, str(SRC / "fetch_data.py"), "--extract", "."], cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.returncode == 2 and "remove its pin" in result.stderr and result.stderr.count("\n") == 1
+    assert result.returncode == 2 and "remove its pin" in result.stderr and len(said(result.stderr)) == 1
     assert list(tmp_path.iterdir()) == []
 
 
@@ -338,3 +348,95 @@ def test_sigterm_during_a_download_leaves_no_partial_file(endless, tmp_path):
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=20) == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == [] and "Traceback" not in child.stderr.read()
+
+
+# ------------------------------------------------------------------- progress
+class Served(http.server.BaseHTTPRequestHandler):
+    """Serves the file ``body`` with its Content-Length, 64 KiB every 20 ms (a slow network)."""
+
+    body = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        for start in range(0, len(self.body), 1 << 16):
+            self.wfile.write(self.body[start : start + (1 << 16)])
+            self.wfile.flush()
+            time.sleep(0.02)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def big_archive(tmp_path):
+    """A 4 MiB archive in the real layout (data/MNIST/raw/...), incompressible, served over 127.0.0.1."""
+    raw = tmp_path / "made" / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(os.urandom(4 << 20))
+    archive = tmp_path / "MNIST_data.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "made" / "data", arcname="data")
+    handler = type("Archive", (Served,), {"body": archive.read_bytes()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield archive, f"http://127.0.0.1:{server.server_address[1]}/MNIST_data.tar.gz"
+    server.shutdown()
+
+
+def percentages(lines: list[str]) -> list[int]:
+    return [int(re.search(r"\((\d+)%\)", line).group(1)) for line in lines]
+
+
+def test_a_download_and_its_extraction_show_progress_line_by_line_in_a_log(big_archive, tmp_path):
+    """Not a terminal (a job's log, CI): whole lines, a few per download, ending at 100% with the time taken."""
+    archive, url = big_archive
+    out = tmp_path / "out"
+    out.mkdir()
+    pins = ("--sha256", hashlib.sha256(archive.read_bytes()).hexdigest(), "--git-blob", "")
+    result = run_cli(out, "--url", url, "--output", "MNIST_data.tar.gz", *pins, "--extract", ".")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and said(result.stderr) == []
+    lines = result.stderr.splitlines()
+    downloading = [line for line in lines if line.startswith("downloading MNIST_data.tar.gz: ")]
+    size = f"of {archive.stat().st_size / 2**20:,.1f} MiB"
+    assert 3 <= len(downloading) <= 12 and all(size in line for line in downloading), downloading
+    assert percentages(downloading) == sorted(percentages(downloading)) and percentages(downloading)[0] < 50
+    assert downloading[-1].endswith(" s") and "(100%)" in downloading[-1] and "MiB/s" in downloading[-1]
+    extracting = [line for line in lines if line.startswith("extracting MNIST_data.tar.gz: ")]
+    assert extracting and "4.0 MiB of 4.0 MiB (100%)" in extracting[-1], lines
+    assert "verified" in result.stdout and "extracted into data" in result.stdout  # results stay on stdout
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_progress_redraws_one_line_a_few_times_a_second(monkeypatch):
+    import progress
+
+    screen = Terminal()
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    shown = progress.Progress("downloading x.tar.gz", 100 * 2**20, stream=screen)
+    for step in range(1, 101):  # 100 updates in 2 s: at most 10 redraws a second
+        clock[0] = step * 0.02
+        shown.update(step * 2**20)
+    shown.close()
+    text = screen.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n") and 15 <= text.count("\r") <= 25
+    assert text.rstrip().split("\r")[-1].startswith("downloading x.tar.gz: 100.0 MiB of 100.0 MiB (100%), 50.0 MiB/s")
+
+
+def test_checking_a_big_archive_shows_progress(tmp_path, monkeypatch, capsys):
+    big = tmp_path / "big.tar.gz"
+    big.write_bytes(b"\0" * (3 << 20))
+    monkeypatch.setattr(fetch_data, "HASH_PROGRESS_FROM", 2 << 20)
+    fetch_data.digests_of(big)
+    assert "checking big.tar.gz: 3.0 MiB of 3.0 MiB (100%)" in capsys.readouterr().err
+    monkeypatch.setattr(fetch_data, "HASH_PROGRESS_FROM", 4 << 20)  # smaller files take no time: nothing shown
+    fetch_data.digests_of(big)
+    assert capsys.readouterr().err == ""
