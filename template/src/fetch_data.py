@@ -71,11 +71,6 @@ def sha256_of(path: Path) -> str:
     return digests_of(path)["sha256"]
 
 
-def git_blob_of(path: Path) -> str:
-    """What `git hash-object --no-filters` prints for the file."""
-    return digests_of(path)["git_blob"]
-
-
 # ------------------------------------------------------------------------ stamp
 def stamp_path(archive: Path) -> Path:
     return archive.with_name(archive.name + ".verified")

@@ -48,7 +48,7 @@ def git_hash_object(path) -> str:
 def test_git_blob_id_agrees_with_git(tmp_path, content):
     path = tmp_path / "file"
     path.write_bytes(content)
-    assert fetch_data.git_blob_of(path) == git_hash_object(path)
+    assert fetch_data.digests_of(path)["git_blob"] == git_hash_object(path)
 
 
 def test_fetch_checks_both_pins_and_extracts(tarball, tmp_path):
