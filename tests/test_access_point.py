@@ -177,6 +177,12 @@ def test_staging_shows_progress_line_by_line(project, access_point, local_regist
         assert len(lines) >= 2 and "\r" not in result.stderr, result.stderr
         assert re.search(r": (\S+ \w+) of \1 \(100%\).* in [0-9.]+ s$", lines[-1]), lines
     assert recorded[-1].startswith("condor_submit ")
+    # Submitted again: each staged file is compared with ours, byte for byte, with progress too.
+    again, _ = invoke(project, *args, path_dirs=(access_point,), extra_env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for name in staged:
+        compared = [line for line in again.stderr.splitlines() if line.startswith(f"comparing {name} with the staged")]
+        assert compared and "(100%)" in compared[-1] and f"{name} is already staged" in again.stdout, again.stderr
 
 
 def test_the_dry_run_command_runs_as_printed(project, access_point, local_registry):

@@ -14,14 +14,20 @@ from tests.test_copier_update import assert_no_conflicts, copy_and_commit, make_
 
 ALL_TASKS = {
     "build-image", "build-sif", "condor-logs", "condor-memory", "condor-plot", "condor-rerun", "condor-results",
-    "condor-status", "detect-gpu", "doctor", "fetch-data", "install", "lock", "pack", "push-image", "push-sif", "settings",
-    "sif-name", "slurm-rerun", "slurm-results", "slurm-status", "submit-condor", "submit-slurm", "test",
+    "condor-status", "detect-gpu", "doctor", "fetch-data", "install", "lock", "pack", "push-image", "push-sif",
+    "settings", "sif-name", "slurm-rerun", "slurm-results", "slurm-status", "submit-condor", "submit-slurm", "test",
     "test-image", "test-sif", "train",
 }  # fmt: skip
 # The tasks of one system, listed only where the project has that system's files.
 SYSTEM_TASKS = {
     "htcondor": {
-        "submit-condor", "condor-status", "condor-logs", "condor-plot", "condor-results", "condor-rerun", "condor-memory"
+        "submit-condor",
+        "condor-status",
+        "condor-logs",
+        "condor-plot",
+        "condor-results",
+        "condor-rerun",
+        "condor-memory",
     },
     "slurm": {"submit-slurm", "slurm-status", "slurm-results", "slurm-rerun"},
     "Dockerfile": {"build-image", "test-image", "push-image"},

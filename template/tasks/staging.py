@@ -7,7 +7,6 @@ published on OSDF and jobs read them as osdf:///... URLs.
 
 from __future__ import annotations
 
-import filecmp
 import os
 import re
 from pathlib import Path
@@ -43,8 +42,18 @@ def staging_dir(s: Settings) -> Path:
     )
 
 
-def same_content(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+def same_content(ours: Path, staged: Path) -> bool:
+    """Byte for byte, with progress: a staged pack or .sif is GBs read over a shared filesystem."""
+    size = ours.stat().st_size
+    if size != staged.stat().st_size:
+        return False
+    shown = progress().Progress(f"comparing {ours.name} with the staged copy", size)
+    with shown, ours.open("rb") as mine, staged.open("rb") as theirs:
+        while block := mine.read(progress().BLOCK):
+            if block != theirs.read(len(block)):
+                return False
+            shown.advance(len(block))
+    return True
 
 
 def place(partial: Path, target: Path) -> None:
