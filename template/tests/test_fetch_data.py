@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import fetch_data
-from conftest import SRC
+from conftest import SRC, idx_bytes
 
 CHTC_BLOB = "2c16ecea81f0a17af2f5ebd5194585a43f6e4701"  # the lesson's archive at the pinned commit
 
@@ -29,7 +30,7 @@ CHTC_BLOB = "2c16ecea81f0a17af2f5ebd5194585a43f6e4701"  # the lesson's archive a
 def tarball(tmp_path):
     raw = tmp_path / "src" / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x00")
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes((0,), b""))  # an empty label file
     archive = tmp_path / "MNIST_data.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "data", arcname="data")
@@ -311,14 +312,23 @@ class Zeros(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def endless():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Zeros)
+@contextlib.contextmanager
+def serving(handler):
+    """An HTTP server on 127.0.0.1 for the ``with`` block; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     # A short poll: shutdown() waits up to one poll interval (0.5 s by default) after each test.
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def endless():
+    with serving(Zeros) as url:
+        yield url
 
 
 def test_an_endless_download_stops_at_the_size_cap(endless, tmp_path):
@@ -378,12 +388,8 @@ def big_archive(tmp_path):
     archive = tmp_path / "MNIST_data.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "made" / "data", arcname="data")
-    handler = type("Archive", (Served,), {"body": archive.read_bytes()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield archive, f"http://127.0.0.1:{server.server_address[1]}/MNIST_data.tar.gz"
-    server.shutdown()
+    with serving(type("Archive", (Served,), {"body": archive.read_bytes()})) as url:
+        yield archive, f"{url}/MNIST_data.tar.gz"
 
 
 def percentages(lines: list[str]) -> list[int]:
