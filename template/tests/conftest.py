@@ -52,7 +52,7 @@ def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Shared by the session: no test writes into it."""
     root = tmp_path_factory.mktemp("mnist") / "data"
-    tiny_mnist(root / "MNIST" / "raw", train=256, test=64)
+    tiny_mnist(root / "MNIST" / "raw", train=128, test=64)
     return root
 
 
