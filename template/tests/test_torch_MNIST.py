@@ -83,7 +83,7 @@ def test_help_states_defaults(capsys):
     out = " ".join(out.split())  # argparse wraps lines
     assert "(default: fast)" in out and "(default: ==SUPPRESS==)" not in out
     assert "(default: 3 with --recipe fast, 14 with --recipe lesson)" in out
-    assert "(default: 128 with --recipe fast, 64 with --recipe lesson)" in out
+    assert "(default: 256 with --recipe fast, 64 with --recipe lesson)" in out
     assert "(default: auto)" in out  # --amp and --channels-last: chosen per hardware
 
 
@@ -140,7 +140,7 @@ def test_learns_real_handwriting(tmp_path, monkeypatch):
 
 def test_the_default_recipe_is_short_and_the_lesson_is_one_flag_away():
     fast = torch_MNIST.parse_args([])
-    assert (fast.recipe, fast.epochs, fast.batch_size, fast.lr, fast.label_smoothing) == ("fast", 3, 128, 3e-3, 0.1)
+    assert (fast.recipe, fast.epochs, fast.batch_size, fast.lr, fast.label_smoothing) == ("fast", 3, 256, 1e-2, 0.1)
     lesson = torch_MNIST.parse_args(["--recipe", "lesson"])
     assert (lesson.epochs, lesson.batch_size, lesson.lr, lesson.gamma, lesson.label_smoothing) == (14, 64, 1.0, 0.7, 0)
     mine = torch_MNIST.parse_args(["--recipe", "lesson", "--epochs", "2", "--lr", "0.5"])
@@ -169,5 +169,5 @@ def test_the_fast_recipe_is_one_cycle_of_adamw():
     optimizer, rates = learning_rates([])
     assert isinstance(optimizer, torch.optim.AdamW)
     peak = max(rates)
-    assert peak == pytest.approx(3e-3) and rates[0] < peak / 10 and rates[-1] < peak / 1000
+    assert peak == pytest.approx(1e-2) and rates[0] < peak / 10 and rates[-1] < peak / 1000
     assert 0 < rates.index(peak) < len(rates) / 2  # warm up, then a long decay
