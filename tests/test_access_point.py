@@ -351,13 +351,14 @@ def test_every_bad_value_is_one_sentence_and_writes_nothing(project, access_poin
 
 
 def test_batch_site_chooses_the_site_conventions(tmp_path):
-    """CHTC: GPU Lab with the chosen job length, resumable, streamed output; OSPool: none of them."""
+    """CHTC: GPU Lab with the chosen job length, resumable; OSPool: none of them; neither streams output."""
     from maintainer.render import render
 
     chtc = render(tmp_path / "chtc", {"chtc_gpu_job_length": "long"})
     text = (chtc / "htcondor" / "docker.sub").read_text()
-    for line in ("+WantGPULab = true", '+GPUJobLength = "long"', "+is_resumable = true", "stream_output = true"):
+    for line in ("+WantGPULab = true", '+GPUJobLength = "long"', "+is_resumable = true"):
         assert f"\n{line}\n" in text
+    assert "\nstream_output" not in text and "\nstream_error" not in text  # tests/test_submit_files.py
     ospool = render(tmp_path / "ospool", {"batch_site": "ospool"})
     lines = (ospool / "htcondor" / "docker.sub").read_text().splitlines()
     text = "\n".join(line for line in lines if not line.startswith("#"))

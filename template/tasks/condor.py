@@ -190,7 +190,7 @@ def job_dirs(cluster: str) -> list[Path]:
 
 @task(name="condor-logs", help={"cluster": "cluster id (default: the last one submitted)"})
 def condor_logs(c, cluster: int = 0):
-    """Print the job log of a cluster and each job's output and error files."""
+    """Print the job log of a cluster and each finished job's output and error (a running job's: condor_tail)."""
     cid = last_cluster(cluster)
     files = sorted(CONDOR_DIR.glob(f"train_{cid}.log"))
     files += [p for d in job_dirs(cid) for p in (d / "train.out", d / "train.err") if p.is_file()]

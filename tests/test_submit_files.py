@@ -1,0 +1,57 @@
+"""Rules every rendered HTCondor submit file follows, each from HTCondor's own source or manual.
+
+Sources are htcondor/htcondor at 7491a145f6 (2026-08-21); paths are relative to that repository.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from maintainer.render import preset_names
+
+PRESETS = preset_names()
+MACRO = re.compile(r"\$\((\w+)\)")
+
+
+def submit_files(project: Path) -> list[Path]:
+    return sorted((project / "htcondor").glob("*.sub"))
+
+
+def commands(path: Path) -> dict[str, str]:
+    """The submit commands of a file (the last assignment wins, as condor_submit reads them)."""
+    found = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#") and not key.strip().startswith("queue"):
+            found[key.strip().lower()] = value.strip()
+    return found
+
+
+def expand(value: str, known: dict[str, str]) -> str:
+    """Expands the file's own macros; HTCondor's ($(Cluster), ...) are left as they are."""
+    return MACRO.sub(lambda m: expand(known[m[1].lower()], known) if m[1].lower() in known else m[0], value)
+
+
+def comments(path: Path) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if line.lstrip().startswith("#"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_streamed_output_is_never_in_a_directory_created_at_exit(renderings, preset):
+    """A streamed stdout/stderr is opened on the access point when the job starts: the starter asks
+    the shadow (src/condor_starter.V6.1/stream_handler.cpp:69, REMOTE_CONDOR_open), which opens the
+    path as it is, creating no directory (src/condor_shadow.V6.1/NTreceivers.cpp:406-436, case
+    CONDOR_open: safe_open_wrapper_follow), and a failed open holds the job ("unable to establish
+    output stream", src/condor_starter.V6.1/user_proc.cpp:366). condor_submit checks no file by
+    default (SUBMIT_SKIP_FILECHECKS, src/condor_submit.V6/submit.cpp:747). Only output that comes
+    back at exit gets its directory made (src/condor_utils/file_transfer.cpp:2680-2700,
+    ALLOW_TRANSFER_REMAP_TO_MKDIR default true in src/condor_utils/param_info.in:5029)."""
+    for path in submit_files(renderings[preset]):
+        known = commands(path)
+        for stream, std in (("stream_output", "output"), ("stream_error", "error")):
+            if known.get(stream, "false").lower() in ("true", "t", "yes", "1"):
+                target = expand(known.get(std, ""), known)
+                assert "/" not in target, f"{path.name}: {stream} with {std} = {target}, a directory made only at exit"
