@@ -55,3 +55,13 @@ def test_streamed_output_is_never_in_a_directory_created_at_exit(renderings, pre
             if known.get(stream, "false").lower() in ("true", "t", "yes", "1"):
                 target = expand(known.get(std, ""), known)
                 assert "/" not in target, f"{path.name}: {stream} with {std} = {target}, a directory made only at exit"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_docker_pull_policy_is_only_ever_always(renderings, preset):
+    """docker_pull_policy has one documented value, always (docs/man-pages/htcondor-jdl.rst:2191);
+    src/condor_utils/docker-api.cpp:405-420 passes `--pull always` and logs "Ignoring unknown docker
+    pull policy" for anything else, so another value only pretends to do something."""
+    for path in submit_files(renderings[preset]):
+        policy = commands(path).get("docker_pull_policy")
+        assert policy is None or policy.lower() == "always", f"{path.name}: docker_pull_policy = {policy}"
