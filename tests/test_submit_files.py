@@ -65,3 +65,26 @@ def test_docker_pull_policy_is_only_ever_always(renderings, preset):
     for path in submit_files(renderings[preset]):
         policy = commands(path).get("docker_pull_policy")
         assert policy is None or policy.lower() == "always", f"{path.name}: docker_pull_policy = {policy}"
+
+
+def sentences(text: str) -> list[str]:
+    return [" ".join(s.split()) for s in re.split(r"(?<=[.;:])\s", text)]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_no_comment_promises_a_checkpoint_taken_on_eviction(renderings, preset):
+    """With checkpoint_exit_code and when_to_transfer_output = ON_EXIT, HTCondor transfers
+    transfer_checkpoint_files only when the job itself exits with that code; a checkpoint
+    written when eviction's SIGTERM arrives stays in the discarded sandbox (transferring on
+    eviction is ON_EXIT_OR_EVICT's "delayed transfer", docs/users-manual/
+    self-checkpointing-applications.rst:284-310 and 340-350). So no word of the submit files or
+    the README may tie HTCondor's restart to SIGTERM; SLURM's requeue does use it."""
+    project = renderings[preset]
+    for path in submit_files(project):
+        known = commands(path)
+        if "checkpoint_exit_code" in known and known.get("when_to_transfer_output", "").upper() == "ON_EXIT":
+            assert "SIGTERM" not in comments(path), f"{path.name} says a SIGTERM checkpoint comes back"
+            assert "CHECKPOINT_MINUTES" in comments(path), f"{path.name} does not say when checkpoints come back"
+    if submit_files(project):
+        wrong = [s for s in sentences((project / "README.md").read_text()) if "SIGTERM" in s and "HTCondor" in s]
+        assert not wrong, f"README.md ties HTCondor's checkpoints to SIGTERM: {wrong}"

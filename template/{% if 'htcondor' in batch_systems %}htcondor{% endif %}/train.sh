@@ -2,8 +2,9 @@
 # HTCondor job script, the same for the docker, apptainer and pixi-pack flavours.
 # Runs in the job's scratch directory; its arguments are passed on to torch_MNIST.py.
 # Self-checkpointing: training saves checkpoint.pt every epoch and exits 85 every
-# CHECKPOINT_MINUTES (default 60) or on SIGTERM; this script exits 85 too, HTCondor
-# (checkpoint_exit_code = 85) keeps checkpoint.pt and restarts the job, which resumes.
+# CHECKPOINT_MINUTES (default 60); this script exits 85 too, HTCondor (checkpoint_exit_code
+# = 85) transfers checkpoint.pt back and restarts the job, which resumes. An evicted job
+# restarts from the last checkpoint so transferred (HTCondor sends none on eviction).
 set -euo pipefail
 
 # Jobs run as a non-root UID, often with HOME unset or unwritable.
@@ -50,7 +51,7 @@ python src/fetch_data.py --no-download --extract .
 
 echo "# training"
 # In the background, so that the TERM of an eviction (sent to this script) reaches python,
-# which finishes its step, keeps its checkpoint and exits 85.
+# which finishes its step and exits (its checkpoint stays in the discarded sandbox).
 python src/torch_MNIST.py --data-dir data --save-model --metrics metrics.json \
     --checkpoint checkpoint.pt --checkpoint-every "${CHECKPOINT_MINUTES:-60}" "$@" &
 child=$!
