@@ -110,6 +110,23 @@ def test_cuda_image_builds_free_the_runners_disk_first(renderings, workflow):
         assert path in script
 
 
+@pytest.mark.parametrize("workflow", ["docker.yml", "apptainer.yml"])
+def test_cuda_image_builds_write_to_the_runners_second_disk(renderings, workflow):
+    """/ has ~14 GB free, /mnt ~70 GB (reference/facts/real-world-limits.md): the build's writes go
+    to /mnt with the commands the template's own journey workflow uses (.github/workflows/journey.yml)."""
+    steps = workflow_steps(renderings["everything"], workflow)
+    first_build = next(i for i, s in enumerate(steps) if s.get("name") == "Build")
+    before = "\n".join(s.get("run", "") for s in steps[:first_build])
+    journey = next(s["run"] for s in workflow_steps(ROOT, "journey.yml", "journey") if "data-root" in s.get("run", ""))
+    if workflow == "docker.yml":  # Docker's data root holds the layers and the image
+        moving = [line.strip() for line in journey.splitlines() if "daemon.json" in line or "restart docker" in line]
+        assert moving and all(line in before for line in moving), "move Docker's data root as journey.yml does"
+        assert '"data-root": "/mnt/docker"' in before
+    else:  # Apptainer's build sandbox and layer cache
+        for variable in ("APPTAINER_TMPDIR=/mnt/", "APPTAINER_CACHEDIR=/mnt/"):
+            assert f'echo "{variable}' in before and '>> "$GITHUB_ENV"' in before, f"set {variable} before the build"
+
+
 def test_the_image_is_built_once_and_never_exported_again(renderings):
     steps = build_steps(renderings["everything"])
     builds = [s for s in steps if s.get("uses", "").startswith("docker/build-push-action@")]
