@@ -137,6 +137,20 @@ def test_the_image_is_built_once_and_never_exported_again(renderings):
     assert buildx.get("with", {}).get("driver") == "docker"
 
 
+def test_the_docker_driver_build_asks_for_no_attestation(renderings):
+    """build-push-action v7.3.0 (53b7df96c9, src/context.ts:249-265) adds `--attest type=provenance`
+    unless `provenance` is set, `load` is true or an output is of type docker; buildx then refuses
+    any attestation on the docker driver without the containerd image store (build/opt.go:
+    supportAttestations needs driver.MultiPlatform, driver/docker/driver.go: useContainerdSnapshotter).
+    `false` becomes `disabled=true`, which buildx drops (util/buildflags/attests.go ToMap)."""
+    build = next(
+        s for s in build_steps(renderings["everything"]) if s.get("uses", "").startswith("docker/build-push-action@")
+    )
+    options = build.get("with", {})
+    assert not options.get("load") and not options.get("outputs"), "the action's own exception applies then"
+    assert options.get("provenance") is False and options.get("sbom") is False
+
+
 @pytest.mark.parametrize("preset", ["defaults", "apptainer-slurm"])
 def test_the_apptainer_workflow_uses_the_tasks_one_sif_name(renderings, preset):
     """build-sif, test-sif and push-sif name the file (apptainer.sif_name); the workflow names none."""
