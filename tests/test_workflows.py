@@ -36,6 +36,54 @@ def metadata_action_sha_tag(spec: str, sha: str, env: dict, flavor: str = "") ->
     return f"{prefix}{value}{attrs.get('suffix', '')}"
 
 
+# docker/metadata-action v6.2.0 (dc80280410): entries run in priority order (src/tag.ts:43-52,
+# 69-85); the first that yields a value decides `latest` (src/meta.ts setVersion), true under
+# the default flavor latest=auto for ref event=tag, semver, pep440 and match (procRefTag ...),
+# else whatever latest=true|false says (src/flavor.ts, README "Latest tag").
+METADATA_PRIORITY = {"schedule": 1000, "semver": 900, "pep440": 900, "match": 800, "edge": 700, "ref": 600, "raw": 200}
+METADATA_AUTO_LATEST = {"semver", "pep440", "match", "ref/tag"}
+
+
+def metadata_action_tags_latest(specs: list[str], flavor: str, ref: str) -> bool:
+    """Whether metadata-action outputs a `latest` tag for a push of `ref` (GitHub expressions in
+    `enable=` compare github.ref only, as ours do)."""
+    latest_flavor = dict(line.split("=", 1) for line in flavor.split() if "=" in line).get("latest", "auto")
+    entries = []
+    for spec in specs:
+        spec = re.sub(r"\$\{\{\s*github\.ref == '([^']*)'\s*\}\}", lambda m: str(ref == m[1]).lower(), spec)
+        attrs = dict(item.split("=", 1) for item in spec.split(","))
+        entries.append(attrs)
+    entries.sort(key=lambda a: -int(a.get("priority", METADATA_PRIORITY.get(a["type"], 100))))
+    yields = {"tag": "refs/tags/", "pr": "refs/pull/", "branch": "refs/heads/"}
+    decided = None
+    for attrs in (a for a in entries if a.get("enable", "true") == "true"):
+        kind = attrs["type"] + ("/" + attrs["event"] if attrs["type"] == "ref" else "")
+        if attrs["type"] == "ref" and not ref.startswith(yields[attrs["event"]]):
+            continue
+        if decided is None:
+            decided = kind in METADATA_AUTO_LATEST if latest_flavor == "auto" else latest_flavor == "true"
+    named = any(
+        a["type"] == "raw" and a.get("value") == "latest" and a.get("enable", "true") == "true" for a in entries
+    )
+    return bool(decided) or named
+
+
+def test_the_latest_rule_reproduces_metadata_actions_readme():
+    # README "Latest tag": ref event=tag sets latest by default; a raw rule does so where enabled.
+    assert metadata_action_tags_latest(["type=ref,event=tag", "type=sha"], "", "refs/tags/v1.0")
+    assert not metadata_action_tags_latest(["type=ref,event=tag", "type=sha"], "latest=false", "refs/tags/v1.0")
+    assert not metadata_action_tags_latest(["type=sha", "type=ref,event=pr"], "", "refs/pull/3/merge")
+
+
+def test_only_main_is_tagged_latest(renderings):
+    step = metadata_step(renderings["everything"] / ".github/workflows/docker.yml")
+    specs = [line.strip() for line in step["with"]["tags"].splitlines() if line.strip()]
+    flavor = step["with"].get("flavor", "")
+    assert metadata_action_tags_latest(specs, flavor, "refs/heads/main")
+    for ref in ("refs/tags/v1.2.0", "refs/heads/feature", "refs/pull/7/merge"):
+        assert not metadata_action_tags_latest(specs, flavor, ref), f"a push of {ref} is tagged latest"
+
+
 def metadata_step(workflow: Path) -> dict:
     steps = yaml.safe_load(workflow.read_text())["jobs"]["build"]["steps"]
     return next(step for step in steps if step.get("uses", "").startswith("docker/metadata-action@"))
