@@ -1,6 +1,7 @@
-"""Rules every rendered HTCondor submit file follows, each from HTCondor's own source or manual.
+"""Rules every rendered HTCondor submit file and SLURM batch script follows, from the tools' sources.
 
-Sources are htcondor/htcondor at 7491a145f6 (2026-08-21); paths are relative to that repository.
+HTCondor sources are htcondor/htcondor at 7491a145f6 (2026-08-21), SLURM's SchedMD/slurm at
+the tags named; paths are relative to those repositories.
 """
 
 from __future__ import annotations
@@ -88,3 +89,24 @@ def test_no_comment_promises_a_checkpoint_taken_on_eviction(renderings, preset):
     if submit_files(project):
         wrong = [s for s in sentences((project / "README.md").read_text()) if "SIGTERM" in s and "HTCondor" in s]
         assert not wrong, f"README.md ties HTCondor's checkpoints to SIGTERM: {wrong}"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_sbatch_asks_for_gpus_in_a_way_every_select_plugin_accepts(renderings, preset):
+    """--gpus (tres_per_job) is refused with ESLURM_UNSUPPORTED_GRES ("Requested GRES option
+    unsupported by configured SelectType plugin") unless SelectType is select/cons_tres
+    (slurm-22-05-8-1 src/common/gres.c:5680-5683, under cons_res or linear; master
+    src/interfaces/gres.c:6973-6975, under linear); --gres=gpu:N (tres_per_node) is accepted by
+    every select plugin (sbatch(1) --gres: "--gres=gpu:2")."""
+    script = renderings[preset] / "slurm" / "train.sbatch"
+    if not script.is_file():
+        return
+    directives = [line.split(None, 1)[1] for line in script.read_text().splitlines() if line.startswith("#SBATCH ")]
+    per_job = [
+        d
+        for d in directives
+        if re.match(r"(--gpus(=|\s|$)|-G\b|--gpus-per-(task|socket)\b|--cpus-per-gpu|--mem-per-gpu)", d)
+    ]
+    assert not per_job, f"{preset}: {per_job} needs select/cons_tres"
+    if "[feature.gpu]" in (renderings[preset] / "pixi.toml").read_text():
+        assert any(re.fullmatch(r"--gres=gpu:\d+", d) for d in directives), f"{preset}: no --gres=gpu:N"
