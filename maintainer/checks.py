@@ -453,6 +453,11 @@ def submit_text_problems(text: str) -> list[str]:
     problems = []
     if len(re.findall(r"^\s*requirements\s*=", text, re.M | re.I)) > 1:
         problems.append("more than one requirements line: the last one silently wins")
+    # A streamed file is opened by the shadow as named, with no mkdir (htcondor NTreceivers.cpp
+    # case CONDOR_open), before the results directory exists: the job goes on hold.
+    streamed = re.search(r"^\s*stream_(output|error)\s*=\s*(true|yes|1)\b", text, re.M | re.I)
+    if streamed and re.search(r"^\s*(output|error)\s*=\s*\S*/", text, re.M | re.I):
+        problems.append("stream_output/stream_error with output or error in a directory: the job goes on hold")
     queues = len(re.findall(r"^\s*queue\b(?!\s*=)", text, re.M | re.I))
     if queues != 1:
         problems.append(f"{queues} queue statements: a submit file needs exactly one (the tasks fill it)")

@@ -120,6 +120,13 @@ BREAKAGES = {
         "request_disk = 20",
         "htcondor",
     ),
+    "condor-streamed-into-a-job-directory": (
+        "htcondor",
+        "htcondor/docker.sub",
+        "request_cpus = 1",
+        "stream_output = true\nrequest_cpus = 1",
+        "htcondor",
+    ),
     "condor-no-queue": (
         "htcondor",
         "htcondor/docker.sub",
